@@ -1,0 +1,43 @@
+"""palaestra: a reinforcement-learning training framework whose trainers are plugins.
+
+Everything a trainer plugin needs is importable from here; `docs/plugin-api.md` documents it.
+palaestra's own trainers (`palaestra.trainers`) use nothing else.
+"""
+from palaestra.buffer import (AgentBuffer, BufferKey, ObservationKeyPrefix, RewardSignalKeyPrefix,
+                              advantage_key, next_obs_key, obs_key, returns_key, rewards_key,
+                              value_estimates_key)
+from palaestra.envs.base import (ActionSpec, ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
+                                 ObservationKind, ObservationSpec, TerminalSteps)
+from palaestra.exception import (CheckpointError, EnvironmentSetupError, PalaestraError,
+                                 TrainerConfigError)
+from palaestra.model_utils import DecayedValue, ModelUtils
+from palaestra.optim import Adam
+from palaestra.networks import (ActionModel, AgentAction, NetworkBody, SharedActorCritic,
+                                SimpleActor, ValueNetwork, obs_tensors)
+from palaestra.optimizer import RewardSignal, TorchOptimizer
+from palaestra.policy import ActionInfo, TorchPolicy
+from palaestra.settings import (EncoderType, HyperparamSettings, NetworkSettings,
+                                OffPolicyHyperparamSettings, OnPolicyHyperparamSettings,
+                                RewardSignalSettings, RewardSignalType, ScheduleType, Settings,
+                                TrainerSettings, setting)
+from palaestra.stats import StatsReporter, StatsSummary, StatsWriter
+from palaestra.trainer import (BehaviorIdentifiers, OffPolicyTrainer, OnPolicyTrainer, RLTrainer,
+                               compute_gae, discount_rewards, get_gae)
+from palaestra.trajectory import AgentExperience, Trajectory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionInfo", "ActionModel", "Adam", "ActionSpec", "ActionTuple", "AgentAction", "AgentBuffer",
+    "AgentExperience", "BaseEnv", "BehaviorIdentifiers", "BehaviorSpec", "BufferKey",
+    "CheckpointError", "DecayedValue", "DecisionSteps", "EncoderType", "EnvironmentSetupError",
+    "HyperparamSettings", "ModelUtils", "NetworkBody", "NetworkSettings", "ObservationKeyPrefix",
+    "ObservationKind", "ObservationSpec", "OffPolicyHyperparamSettings", "OffPolicyTrainer",
+    "OnPolicyHyperparamSettings", "OnPolicyTrainer", "PalaestraError", "RLTrainer",
+    "RewardSignal", "RewardSignalKeyPrefix", "RewardSignalSettings", "RewardSignalType",
+    "ScheduleType", "Settings", "SharedActorCritic", "SimpleActor", "StatsReporter",
+    "StatsSummary", "StatsWriter", "TerminalSteps", "TorchOptimizer", "TorchPolicy",
+    "TrainerConfigError", "TrainerSettings", "Trajectory", "ValueNetwork", "advantage_key",
+    "compute_gae", "discount_rewards", "get_gae", "next_obs_key", "obs_key", "obs_tensors",
+    "returns_key", "rewards_key", "setting", "value_estimates_key", "__version__",
+]

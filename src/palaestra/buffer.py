@@ -1,0 +1,181 @@
+"""`AgentBuffer`: columns of experience as numpy arrays, keyed by typed keys.
+
+Each field is one contiguous array whose first axis is the experience index; appending a
+trajectory copies one slice per key into capacity that grows geometrically, and a minibatch is an
+index permutation, never an element-by-element shuffle (the cost ML-Agents pays in Python).
+`buffer[key]` returns the live view of the valid rows; assigning a full-length array replaces it.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Dict, Hashable, Iterable, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+
+
+class BufferKey(enum.Enum):
+    ACTION_MASK = "action_mask"
+    CONTINUOUS_ACTION = "continuous_action"
+    DISCRETE_ACTION = "discrete_action"
+    LOG_PROBS = "log_probs"
+    ENVIRONMENT_REWARDS = "environment_rewards"
+    DONE = "done"
+    INTERRUPTED = "interrupted"
+    MASKS = "masks"
+    MEMORY = "memory"
+    ADVANTAGES = "advantages"
+    DISCOUNTED_RETURNS = "discounted_returns"
+    GROUP_ID = "group_id"
+    GROUP_REWARD = "group_reward"
+
+
+class ObservationKeyPrefix(enum.Enum):
+    OBSERVATION = "obs"
+    NEXT_OBSERVATION = "next_obs"
+
+
+class RewardSignalKeyPrefix(enum.Enum):
+    REWARDS = "rewards"
+    VALUE_ESTIMATES = "value_estimates"
+    RETURNS = "returns"
+    ADVANTAGE = "advantage"
+    BASELINES = "baselines"
+
+
+AgentBufferKey = Union[BufferKey, Tuple[ObservationKeyPrefix, int],
+                       Tuple[RewardSignalKeyPrefix, str]]
+
+
+def obs_key(index: int) -> AgentBufferKey:
+    return (ObservationKeyPrefix.OBSERVATION, index)
+
+
+def next_obs_key(index: int) -> AgentBufferKey:
+    return (ObservationKeyPrefix.NEXT_OBSERVATION, index)
+
+
+def rewards_key(name: str) -> AgentBufferKey:
+    return (RewardSignalKeyPrefix.REWARDS, name)
+
+
+def value_estimates_key(name: str) -> AgentBufferKey:
+    return (RewardSignalKeyPrefix.VALUE_ESTIMATES, name)
+
+
+def returns_key(name: str) -> AgentBufferKey:
+    return (RewardSignalKeyPrefix.RETURNS, name)
+
+
+def advantage_key(name: str) -> AgentBufferKey:
+    return (RewardSignalKeyPrefix.ADVANTAGE, name)
+
+
+class AgentBuffer:
+    """A table of experiences: every field has the same number of rows."""
+
+    def __init__(self) -> None:
+        self._data: Dict[Hashable, np.ndarray] = {}
+        self._length = 0
+
+    # -- reading -----------------------------------------------------------------------------
+    @property
+    def num_experiences(self) -> int:
+        return self._length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._data
+
+    def keys(self) -> List[Hashable]:
+        return list(self._data)
+
+    def __getitem__(self, key: Hashable) -> np.ndarray:
+        try:
+            return self._data[key][: self._length]
+        except KeyError:
+            raise KeyError(f"AgentBuffer has no field {key!r}; fields: {self.keys()}") from None
+
+    def get(self, key: Hashable, default: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        return self[key] if key in self._data else default
+
+    # -- writing -----------------------------------------------------------------------------
+    def __setitem__(self, key: Hashable, value: np.ndarray) -> None:
+        value = np.asarray(value)
+        if not self._data:
+            self._length = len(value)
+        elif len(value) != self._length:
+            raise ValueError(f"field {key!r} has {len(value)} rows, the buffer has "
+                             f"{self._length}")
+        self._data[key] = value
+
+    def append_buffer(self, other: "AgentBuffer") -> None:
+        """Append all rows of `other`; both must hold the same fields (or self be empty)."""
+        if other._length == 0:
+            return
+        if not self._data:
+            self._data = {k: v[: other._length].copy() for k, v in other._data.items()}
+            self._length = other._length
+            return
+        if self._data.keys() != other._data.keys():
+            raise ValueError(f"cannot append a buffer with fields {sorted(map(str, other.keys()))}"
+                             f" to one with {sorted(map(str, self.keys()))}")
+        new_len = self._length + other._length
+        for key, arr in self._data.items():
+            if len(arr) < new_len:
+                grown = np.empty((max(new_len, 2 * len(arr)), *arr.shape[1:]), arr.dtype)
+                grown[: self._length] = arr[: self._length]
+                self._data[key] = arr = grown
+            arr[self._length: new_len] = other._data[key][: other._length]
+        self._length = new_len
+
+    def truncate(self, max_length: int) -> None:
+        """Keep only the newest `max_length` rows (replay buffers)."""
+        if self._length <= max_length:
+            return
+        start = self._length - max_length
+        self._data = {k: v[start: self._length].copy() for k, v in self._data.items()}
+        self._length = max_length
+
+    def reset(self) -> None:
+        """Drop all rows but keep the allocated arrays for the next round."""
+        self._length = 0
+
+    clear = reset
+
+    # -- batching ----------------------------------------------------------------------------
+    def take(self, indices: np.ndarray) -> "AgentBuffer":
+        """A new buffer with the rows at `indices` (a copy)."""
+        out = AgentBuffer()
+        for key, arr in self._data.items():
+            out._data[key] = arr[: self._length][indices]
+        out._length = len(indices)
+        return out
+
+    def make_mini_batch(self, start: int, end: int) -> "AgentBuffer":
+        """Rows [start, end) as views, no copy."""
+        out = AgentBuffer()
+        end = min(end, self._length)
+        for key, arr in self._data.items():
+            out._data[key] = arr[start:end]
+        out._length = max(0, end - start)
+        return out
+
+    def sample_mini_batch(self, batch_size: int, rng: np.random.Generator) -> "AgentBuffer":
+        return self.take(rng.integers(0, self._length, batch_size))
+
+    def minibatches(self, batch_size: int, rng: np.random.Generator,
+                    sequence_length: int = 1) -> Iterator["AgentBuffer"]:
+        """One epoch of shuffled minibatches of whole sequences; a remainder smaller than
+        batch_size is dropped, as ML-Agents does."""
+        n_seq = self._length // sequence_length
+        seq_per_batch = max(batch_size // sequence_length, 1)
+        order = rng.permutation(n_seq)
+        for start in range(0, n_seq - seq_per_batch + 1, seq_per_batch):
+            seqs = order[start: start + seq_per_batch]
+            idx = (seqs[:, None] * sequence_length + np.arange(sequence_length)).ravel()
+            yield self.take(idx)
+
+    def items(self) -> Iterable[Tuple[Hashable, np.ndarray]]:
+        return ((k, v[: self._length]) for k, v in self._data.items())

@@ -1,0 +1,156 @@
+"""The `palaestra` command: `learn` trains from a YAML config, `trainers` lists trainer types.
+
+Flags follow `mlagents-learn`; a flag given on the command line overrides the YAML, and only
+flags actually given do (every default is None here), so the file stays the source of truth.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from typing import Any, Dict, List, Optional
+
+from palaestra.exception import PalaestraError
+
+
+def _learn_parser(sub: Any) -> None:
+    p = sub.add_parser("learn", help="Train the behaviors of an environment from a YAML config.",
+                       description="Train from an ML-Agents style YAML config.")
+    p.add_argument("trainer_config_path", nargs="?", default=None, help="YAML config file.")
+    p.add_argument("--run-id", help="Name of the run (results/<run-id>/). Default: ppo.")
+    p.add_argument("--env", dest="env_path",
+                   help="Gymnasium id (CartPole-v1) or module.path:factory.")
+    p.add_argument("--num-envs", type=int, help="Environment copies stepped together.")
+    p.add_argument("--seed", type=int, help="Random seed (-1 picks one).")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="Continue the run from its latest checkpoint.")
+    p.add_argument("--force", action="store_true", default=None,
+                   help="Overwrite an existing run with the same id.")
+    p.add_argument("--initialize-from", metavar="RUN_ID",
+                   help="Start from the weights of another run (same results dir).")
+    p.add_argument("--results-dir", help="Folder of all runs. Default: results.")
+    p.add_argument("--torch-device", dest="device", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--max-steps", type=float,
+                   help="Override every behavior's max_steps (quick runs).")
+    p.add_argument("--debug", action="store_true", default=None, help="Verbose logging.")
+    p.add_argument("--env-args", nargs=argparse.REMAINDER,
+                   help="key=value arguments for the environment; must come last.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="palaestra",
+                                     description="Reinforcement learning with trainer plugins.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _learn_parser(sub)
+    sub.add_parser("trainers", help="List installed trainer types and their packages.")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
+    sections = {"checkpoint_settings": ("run_id", "resume", "force", "initialize_from",
+                                        "results_dir"),
+                "env_settings": ("env_path", "num_envs", "seed", "env_args"),
+                "torch_settings": ("device",)}
+    out: Dict[str, Dict[str, Any]] = {}
+    for section, keys in sections.items():
+        values = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+        if values:
+            out[section] = values
+    if args.debug:
+        out["debug"] = True  # type: ignore[assignment]
+    return out
+
+
+def _prepare_run_dir(options: Any) -> None:
+    ckpt = options.checkpoint_settings
+    path = ckpt.write_path
+    exists = os.path.isdir(path) and bool(os.listdir(path))
+    if ckpt.resume and ckpt.force:
+        raise PalaestraError("--resume and --force contradict each other; give one.")
+    if ckpt.resume and not exists:
+        raise PalaestraError(f"Previous data from run ID '{ckpt.run_id}' was not found in "
+                             f"{path}. Train a new run by removing --resume.")
+    if exists and not ckpt.resume and not ckpt.force:
+        raise PalaestraError(
+            f"Previous data from run ID '{ckpt.run_id}' was found in {path}. Either specify a "
+            "new run ID, use --resume to resume this run, or use --force to overwrite it.")
+    if exists and ckpt.force:
+        shutil.rmtree(path)
+    if ckpt.initialize_from:
+        source = os.path.join(ckpt.results_dir, ckpt.initialize_from)
+        if not os.path.isdir(source):
+            raise PalaestraError(f"--initialize-from {ckpt.initialize_from}: no run at {source}.")
+    os.makedirs(os.path.join(path, "run_logs"), exist_ok=True)
+
+
+def run_learn(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from palaestra.config import dump_run_options, load_run_options
+    from palaestra.controller import TrainerController
+    from palaestra.envs import make_environment
+    from palaestra.registry import TrainerRegistry, load_stats_writer_factories
+
+    registry = TrainerRegistry.from_entry_points()
+    options = load_run_options(args.trainer_config_path, registry, _overrides(args))
+    logging.getLogger("palaestra").setLevel(logging.DEBUG if options.debug else logging.INFO)
+    if args.max_steps is not None:
+        for settings in [*options.behaviors.values(), options.default_settings]:
+            if settings is not None:
+                settings.max_steps = int(args.max_steps)
+    env_settings = options.env_settings
+    seed = env_settings.seed
+    if seed < 0:
+        seed = int(np.random.randint(0, 10000))
+        env_settings.seed = seed
+    logging.getLogger("palaestra").info("Run %s, seed %d", options.checkpoint_settings.run_id,
+                                        seed)
+    torch.set_num_threads(options.torch_settings.num_threads or 1)
+    torch.manual_seed(seed)
+    env = make_environment(env_settings.env_path, env_settings.env_args, env_settings.num_envs,
+                           seed)
+    for name in env.behavior_specs:  # fail on a missing behavior before touching disk
+        options.behavior_settings(name)
+    _prepare_run_dir(options)
+    dump_run_options(options, os.path.join(options.checkpoint_settings.write_path,
+                                           "configuration.yaml"))
+    writers: List[Any] = []
+    for _, factory in load_stats_writer_factories():
+        writers += factory(options)
+    controller = TrainerController(options, registry, env, writers, seed)
+    controller.start_learning()
+    return 0
+
+
+def run_trainers() -> int:
+    from palaestra.registry import TrainerRegistry
+
+    registry = TrainerRegistry.from_entry_points()
+    rows = [(info.name, info.distribution, info.version, info.trainer_cls.__module__)
+            for info in registry.types.values()]
+    widths = [max(len(str(r[i])) for r in rows + [("type", "package", "version", "module")])
+              for i in range(4)]
+    print("  ".join(h.ljust(w) for h, w in zip(("type", "package", "version", "module"),
+                                                widths)))
+    for row in sorted(rows):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+    for failure in registry.failures:
+        print(f"broken plugin: entry point '{failure.entry_point}' of {failure.distribution}: "
+              f"{failure.error}")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s",
+                        stream=sys.stdout)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "learn":
+            return run_learn(args)
+        return run_trainers()
+    except PalaestraError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

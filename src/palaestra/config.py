@@ -1,0 +1,273 @@
+"""Reading a YAML file into `RunOptions`, strictly.
+
+The loader is where the file name and the full key path are known, so every error raised while
+structuring is re-raised here as ``TrainerConfigError("<file>: <key.path>: ...")``. Each
+behavior's ``hyperparameters`` is parsed with the settings class that its ``trainer_type``
+registered, which is why this module joins `settings` and `registry`.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import enum
+import logging
+import os
+import types
+import typing
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import yaml
+
+from palaestra.exception import TrainerConfigError
+from palaestra.registry import TrainerRegistry
+from palaestra.settings import RunOptions, TrainerSettings
+
+logger = logging.getLogger(__name__)
+
+# engine_settings fields: Unity-only, accepted for compatibility. Warn once if any is set.
+_UNITY_ONLY_SECTIONS = ("engine_settings",)
+_UNITY_ONLY_ENV_KEYS = ("base_port", "num_areas", "timeout_wait", "max_lifetime_restarts",
+                        "restarts_rate_limit_n", "restarts_rate_limit_period_s")
+
+
+class _Structurer:
+    """Turns plain YAML values into typed settings, naming the key path on any error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, path: str, message: str) -> TrainerConfigError:
+        where = f"{self.source}: {path}" if path else self.source
+        return TrainerConfigError(f"{where}: {message}")
+
+    def structure(self, value: Any, tp: Any, path: str) -> Any:
+        origin = typing.get_origin(tp)
+        if tp is Any:
+            return value
+        if origin in (typing.Union, types.UnionType):
+            return self._union(value, typing.get_args(tp), path)
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            return self._enum(value, tp, path)
+        if dataclasses.is_dataclass(tp):
+            return self.dataclass(value, tp, path)
+        if origin in (dict, Dict, Mapping):
+            key_tp, val_tp = typing.get_args(tp) or (Any, Any)
+            if not isinstance(value, Mapping):
+                raise self.error(path, f"expected a mapping, got {value!r}")
+            return {self.structure(k, key_tp, _join(path, k)): self.structure(v, val_tp,
+                                                                              _join(path, k))
+                    for k, v in value.items()}
+        if origin in (list, List):
+            (item_tp,) = typing.get_args(tp) or (Any,)
+            if not isinstance(value, list):
+                raise self.error(path, f"expected a list, got {value!r}")
+            return [self.structure(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+        if tp in (int, float, bool, str):
+            return self._scalar(value, tp, path)
+        return value
+
+    def _union(self, value: Any, args: Tuple[Any, ...], path: str) -> Any:
+        if value is None:
+            if type(None) in args:
+                return None
+            raise self.error(path, "a value is required here (got null)")
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return self.structure(value, options[0], path)
+        errors = []
+        for option in options:
+            try:
+                return self.structure(value, option, path)
+            except TrainerConfigError as exc:
+                errors.append(str(exc))
+        raise errors[0] if len(errors) == 1 else self.error(path, f"unsupported value {value!r}")
+
+    def _enum(self, value: Any, tp: type, path: str) -> Any:
+        if isinstance(value, tp):
+            return value
+        allowed = [m.value for m in tp]  # type: ignore[attr-defined]
+        if isinstance(value, str) and value.lower() in allowed:
+            return tp(value.lower())
+        raise self.error(path, f"invalid value {value!r}. Allowed values: "
+                               f"{', '.join(map(str, allowed))}.")
+
+    def _scalar(self, value: Any, tp: type, path: str) -> Any:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            raise self.error(path, f"expected true or false, got {value!r}")
+        if tp is str:
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                return str(value)
+            raise self.error(path, f"expected a string, got {value!r}")
+        # int / float: YAML 1.1 reads `3e-4` (no dot) as a string, so numeric strings count.
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise self.error(path, f"expected a number, got {value!r}")
+        if tp is int:
+            if float(number) != int(number):
+                raise self.error(path, f"expected a whole number, got {value!r}")
+            return int(number)
+        return float(number)
+
+    def dataclass(self, value: Any, cls: type, path: str) -> Any:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise self.error(path, f"expected a mapping of {cls.__name__} fields, got {value!r}")
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, raw in value.items():
+            key_path = _join(path, key)
+            if key not in fields:
+                raise self.error(key_path, _unknown_key_message(key, raw, fields))
+            kwargs[key] = self.structure(raw, hints[key], key_path)
+            _check_bounds(self, fields[key], kwargs[key], key_path)
+        try:
+            return cls(**kwargs)
+        except TrainerConfigError as exc:
+            key = _join(path, exc.key) if exc.key else path
+            raise self.error(key, f"{exc.message} (got {exc.value!r})" if exc.key else str(exc))
+        except (TypeError, ValueError) as exc:
+            raise self.error(path, str(exc))
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _unknown_key_message(key: str, value: Any, fields: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(str(key), list(fields), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return (f"unknown key '{key}' (value {value!r}).{hint} Allowed keys: "
+            f"{', '.join(sorted(fields))}.")
+
+
+def _check_bounds(st: _Structurer, f: dataclasses.Field, value: Any, path: str) -> None:
+    if value is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    meta = f.metadata
+    checks = [("ge", value >= (meta.get("ge") or 0), ">="), ("gt", value > (meta.get("gt") or 0), ">"),
+              ("le", value <= (meta.get("le") or 0), "<="), ("lt", value < (meta.get("lt") or 0), "<")]
+    for name, ok, symbol in checks:
+        if meta.get(name) is not None and not ok:
+            raise st.error(path, f"value {value!r} is out of range: must be {symbol} {meta[name]}")
+
+
+def deep_update(base: Dict[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:
+    """Nested dict.update, as ML-Agents merges default_settings under each behavior."""
+    for key, val in update.items():
+        if isinstance(base.get(key), dict) and isinstance(val, Mapping):
+            deep_update(base[key], val)
+        else:
+            base[key] = copy.deepcopy(val)
+    return base
+
+
+def read_yaml(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise TrainerConfigError(f"Config file {path} was not found.")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise TrainerConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TrainerConfigError(f"{path}: the top level must be a mapping of sections "
+                                 f"(behaviors:, env_settings:, ...), got {type(data).__name__}.")
+    return data
+
+
+class ConfigLoader:
+    """Builds RunOptions from a YAML mapping, CLI overrides and a trainer registry."""
+
+    def __init__(self, registry: TrainerRegistry, source: str = "<config>") -> None:
+        self.registry = registry
+        self.st = _Structurer(source)
+
+    def load(self, raw: Mapping[str, Any], overrides: Optional[Mapping[str, Any]] = None
+             ) -> RunOptions:
+        raw = copy.deepcopy(dict(raw))
+        for section, values in (overrides or {}).items():
+            if isinstance(values, Mapping):
+                raw.setdefault(section, {})
+                if raw[section] is None:
+                    raw[section] = {}
+                raw[section].update(values)
+            else:
+                raw[section] = values
+        top = {f.name for f in dataclasses.fields(RunOptions)}
+        for key, val in raw.items():
+            if key not in top:
+                hint = ""
+                if isinstance(val, Mapping) and "trainer_type" in val:
+                    hint = f" It looks like a behavior: put it under 'behaviors:'."
+                raise self.st.error(key, _unknown_key_message(key, val, dict.fromkeys(top)) + hint)
+        default_raw = raw.pop("default_settings", None)
+        behaviors_raw = raw.pop("behaviors", None) or {}
+        if not isinstance(behaviors_raw, Mapping):
+            raise self.st.error("behaviors", f"expected a mapping of behavior names, got "
+                                             f"{behaviors_raw!r}")
+        options: RunOptions = self.st.dataclass(raw, RunOptions, "")
+        if default_raw is not None:
+            options.default_settings = self.trainer_settings(default_raw, {}, "default_settings")
+        for name, value in behaviors_raw.items():
+            options.behaviors[str(name)] = self.trainer_settings(
+                value or {}, default_raw or {}, f"behaviors.{name}")
+        self._warn_unity_only(raw)
+        return options
+
+    def trainer_settings(self, value: Any, defaults: Mapping[str, Any], path: str
+                         ) -> TrainerSettings:
+        if not isinstance(value, Mapping):
+            raise self.st.error(path, f"expected a mapping of behavior settings, got {value!r}")
+        merged = deep_update(copy.deepcopy(dict(defaults)), value)
+        trainer_type = merged.get("trainer_type", "ppo")
+        if not isinstance(trainer_type, str):
+            raise self.st.error(f"{path}.trainer_type", f"expected a string, got {trainer_type!r}")
+        try:
+            info = self.registry.get(trainer_type)
+        except TrainerConfigError as exc:
+            raise self.st.error(f"{path}.trainer_type", str(exc)) from None
+        # A trainer type change under default_settings must not keep the other type's keys.
+        if "hyperparameters" in value and defaults.get("trainer_type", trainer_type) != trainer_type:
+            merged["hyperparameters"] = copy.deepcopy(value["hyperparameters"])
+        hyper = self.st.dataclass(merged.pop("hyperparameters", None) or {}, info.settings_cls,
+                                  f"{path}.hyperparameters")
+        if "max_steps" in merged:  # legacy configs give max_steps as a float (5.0e5)
+            merged["max_steps"] = self.st.structure(merged["max_steps"], int, f"{path}.max_steps")
+        merged["hyperparameters"] = hyper
+        return self.st.dataclass(merged, TrainerSettings, path)
+
+    def _warn_unity_only(self, raw: Mapping[str, Any]) -> None:
+        ignored = [f"engine_settings.{k}" for k in (raw.get("engine_settings") or {})]
+        ignored += [f"env_settings.{k}" for k in (raw.get("env_settings") or {})
+                    if k in _UNITY_ONLY_ENV_KEYS]
+        if ignored:
+            logger.warning("%s: ignoring Unity-only settings that mean nothing here: %s",
+                           self.st.source, ", ".join(ignored))
+
+
+def load_run_options(path: Optional[str], registry: TrainerRegistry,
+                     overrides: Optional[Mapping[str, Any]] = None) -> RunOptions:
+    """The one entry point used by the CLI: file + CLI overrides -> validated RunOptions."""
+    raw = read_yaml(path) if path else {}
+    return ConfigLoader(registry, source=path or "<command line>").load(raw, overrides)
+
+
+def dump_run_options(options: RunOptions, path: str) -> None:
+    """Write the resolved configuration (every default filled in) next to the run's results."""
+    data = options.as_dict()
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(data, fh, sort_keys=False)
+    os.replace(tmp, path)

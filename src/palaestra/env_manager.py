@@ -1,0 +1,50 @@
+"""`EnvManager`: steps the environment and acts for every behavior with one batched forward pass.
+
+In-process on purpose: the environments this serves step in microseconds, far less than a
+round trip to a worker process would cost. Scaling out goes through Ray (a later issue), not a
+home-made worker pool.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+from palaestra.agent_processor import AgentProcessor
+from palaestra.envs.base import BaseEnv
+from palaestra.policy import TorchPolicy
+from palaestra.timers import Timers
+
+
+class EnvManager:
+    def __init__(self, env: BaseEnv, timers: Timers) -> None:
+        self.env = env
+        self.timers = timers
+        self.policies: Dict[str, TorchPolicy] = {}
+        self.processors: Dict[str, AgentProcessor] = {}
+
+    def add_behavior(self, name: str, policy: TorchPolicy, processor: AgentProcessor) -> None:
+        self.policies[name] = policy
+        self.processors[name] = processor
+
+    def reset(self) -> None:
+        self.env.reset()
+        for processor in self.processors.values():
+            processor.end_episodes()
+
+    def advance(self) -> None:
+        """Hand the last step's results to the processors, act, and step the environment."""
+        timers = self.timers
+        for name, processor in self.processors.items():
+            decision, terminal = self.env.get_steps(name)
+            with timers.time("agent_processor"):
+                processor.record_step(decision, terminal)
+            if len(decision):
+                with timers.time("policy_act"):
+                    info = self.policies[name].get_action(decision)
+                with timers.time("agent_processor"):
+                    processor.record_actions(decision, info)
+                self.env.set_actions(name, info.env_action)
+        with timers.time("env_step"):
+            self.env.step()
+
+    def close(self) -> None:
+        self.env.close()

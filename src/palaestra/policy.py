@@ -1,0 +1,111 @@
+"""`TorchPolicy`: acts for every agent of a behavior in one batched, gradient-free forward pass.
+
+The policy is shared by the environment loop (acting) and the trainer (whose optimizer updates
+the actor in place), so no weights are copied between them in-process. It also owns the
+behavior's step count, which schedules and checkpoints read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Type
+
+import numpy as np
+import torch
+from torch import nn
+
+from palaestra.buffer import AgentBuffer
+from palaestra.envs.base import ActionTuple, BehaviorSpec, DecisionSteps
+from palaestra.networks.numpy_actor import NumpyActor
+from palaestra.settings import NetworkSettings
+
+# ML-Agents' convention: a Gaussian sample is clipped to [-3, 3] and scaled to [-1, 1] for the
+# environment, while the unclipped sample is what the trainer stores and evaluates.
+_CLIP = 3.0
+
+
+@dataclass
+class ActionInfo:
+    """What the policy decided for a DecisionSteps batch.
+
+    `action`: as sampled (stored in trajectories); `env_action`: what the environment gets;
+    `log_probs`: joint log-probability per agent, (n,)."""
+
+    action: ActionTuple
+    env_action: ActionTuple
+    log_probs: np.ndarray
+
+
+class TorchPolicy:
+    def __init__(self, seed: int, behavior_spec: BehaviorSpec, network_settings: NetworkSettings,
+                 actor_cls: Type[nn.Module], actor_kwargs: Dict[str, Any],
+                 device: str = "cpu") -> None:
+        if seed >= 0:
+            torch.manual_seed(seed)
+        self.seed = seed
+        self.behavior_spec = behavior_spec
+        self.network_settings = network_settings
+        self.device = torch.device(device)
+        self.actor = actor_cls(observation_specs=behavior_spec.observation_specs,
+                               network_settings=network_settings,
+                               action_spec=behavior_spec.action_spec, **actor_kwargs)
+        self.actor.to(self.device)
+        self.global_step = 0
+        self._tanh = bool(actor_kwargs.get("tanh_squash", False))
+        self._numpy_actor: Optional[NumpyActor] = None
+        self._use_numpy = NumpyActor.supports(self.actor)
+
+    # -- acting ------------------------------------------------------------------------------
+    def get_action(self, decision_requests: DecisionSteps) -> ActionInfo:
+        n = len(decision_requests)
+        spec = self.behavior_spec.action_spec
+        if n == 0:
+            empty = spec.empty_action(0)
+            return ActionInfo(empty, empty, np.zeros(0, np.float32))
+        on_cpu = self.device.type == "cpu"
+        if on_cpu and self._use_numpy:
+            if self._numpy_actor is None:
+                self._numpy_actor = NumpyActor(self.actor, self.network_settings.activation,
+                                               self.seed)
+            cont, disc, log_probs_np = self._numpy_actor(decision_requests.obs,
+                                                         decision_requests.action_mask)
+            env_cont = cont if self._tanh else np.clip(cont, -_CLIP, _CLIP) / _CLIP
+            return ActionInfo(ActionTuple(cont, disc), ActionTuple(env_cont, disc), log_probs_np)
+        with torch.inference_mode():
+            obs = [torch.from_numpy(o) if on_cpu else torch.as_tensor(o, device=self.device)
+                   for o in decision_requests.obs]
+            masks = None
+            if decision_requests.action_mask is not None:
+                masks = torch.as_tensor(decision_requests.action_mask, device=self.device)
+            action, log_probs, _, _ = self.actor.get_action_and_stats(obs, masks)
+            cont = action.continuous_tensor.cpu().numpy()
+            disc = action.discrete_tensor.cpu().numpy()
+            log_probs_np = log_probs.cpu().numpy()
+        stored = ActionTuple(cont, disc)
+        env_cont = cont if self._tanh else np.clip(cont, -_CLIP, _CLIP) / _CLIP
+        return ActionInfo(stored, ActionTuple(env_cont, disc), log_probs_np)
+
+    def to(self, device: str | torch.device) -> "TorchPolicy":
+        self.device = torch.device(device)
+        self.actor.to(self.device)
+        return self
+
+    # -- training support --------------------------------------------------------------------
+    def update_normalization(self, buffer: AgentBuffer) -> None:
+        if self.network_settings.normalize:
+            self.actor.update_normalization(buffer)
+
+    def get_current_step(self) -> int:
+        return self.global_step
+
+    def set_step(self, step: int) -> int:
+        self.global_step = int(step)
+        return self.global_step
+
+    def increment_step(self, n_steps: int) -> int:
+        self.global_step += int(n_steps)
+        return self.global_step
+
+    def get_modules(self) -> Dict[str, nn.Module]:
+        """What a checkpoint saves for the policy."""
+        return {"Policy": self.actor}
+

@@ -1,0 +1,248 @@
+"""Typed settings: the ML-Agents YAML schema as dataclasses.
+
+Every field carries its ML-Agents default and a one-line doc (reused by the docs and the error
+messages). Bounds live in the field metadata so that `palaestra.config` can check them while it
+still knows the file and the key path; cross-field rules live in `__post_init__`.
+
+Subclasses of `Settings` need no decorator: `__init_subclass__` turns them into dataclasses, so a
+plugin's settings class reads exactly like the specification's snippet::
+
+    class MySettings(OnPolicyHyperparamSettings):
+        beta: float = 5.0e-3
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Dict, List, Optional, Union
+
+from palaestra.exception import TrainerConfigError
+
+
+def setting(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Any = None,
+            ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None) -> Any:
+    """A dataclass field with a doc line and numeric bounds checked at load time."""
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class Settings:
+    """Base of every settings class: subclasses become dataclasses automatically."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclass(cls)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Plain YAML-ready values (enums as their strings), as written to configuration.yaml."""
+        return _unstructure(self)
+
+
+def _unstructure(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _unstructure(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {_unstructure(k): _unstructure(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unstructure(v) for v in value]
+    return value
+
+
+class ScheduleType(enum.Enum):
+    CONSTANT = "constant"
+    LINEAR = "linear"
+
+
+class EncoderType(enum.Enum):
+    FULLY_CONNECTED = "fully_connected"
+    MATCH3 = "match3"
+    SIMPLE = "simple"
+    NATURE_CNN = "nature_cnn"
+    RESNET = "resnet"
+
+
+class ConditioningType(enum.Enum):
+    HYPER = "hyper"
+    NONE = "none"
+
+
+class Activation(enum.Enum):
+    """palaestra extension: ML-Agents always uses swish; CleanRL/SB3 ports want tanh."""
+
+    SWISH = "swish"
+    TANH = "tanh"
+    RELU = "relu"
+
+
+class RewardSignalType(enum.Enum):
+    EXTRINSIC = "extrinsic"
+
+
+class MemorySettings(Settings):
+    sequence_length: int = setting(64, "Steps per training sequence of a recurrent network.", ge=1)
+    memory_size: int = setting(128, "Size of the recurrent state (even).", gt=0)
+
+    def __post_init__(self) -> None:
+        if self.memory_size % 2:
+            raise TrainerConfigError("memory_size must be divisible by 2", key="memory_size",
+                                     value=self.memory_size)
+
+
+class NetworkSettings(Settings):
+    normalize: bool = setting(False, "Running mean/variance normalisation of vector observations.")
+    hidden_units: int = setting(128, "Units per hidden layer.", ge=1)
+    num_layers: int = setting(2, "Hidden layers after the observation encoders.", ge=1)
+    vis_encode_type: EncoderType = setting(EncoderType.SIMPLE, "Encoder for visual observations.")
+    memory: Optional[MemorySettings] = setting(None, "Recurrent memory (LSTM); null for none.")
+    goal_conditioning_type: ConditioningType = setting(
+        ConditioningType.HYPER, "How goal observations condition the network.")
+    deterministic: bool = setting(False, "Act with the distribution's mode instead of sampling.")
+    activation: Activation = setting(Activation.SWISH, "Hidden-layer activation (palaestra).")
+
+
+class RewardSignalSettings(Settings):
+    gamma: float = setting(0.99, "Discount factor.", ge=0.0, le=1.0)
+    strength: float = setting(1.0, "Multiplier of this signal's reward.")
+    network_settings: NetworkSettings = setting(factory=NetworkSettings,
+                                                doc="Network of a learned reward signal.")
+
+
+class HyperparamSettings(Settings):
+    batch_size: int = setting(1024, "Experiences per gradient step.", ge=1)
+    buffer_size: int = setting(10240, "Experiences collected before an update (on-policy) "
+                                      "or kept in replay (off-policy).", ge=1)
+    learning_rate: float = setting(3.0e-4, "Initial learning rate.", gt=0.0)
+    learning_rate_schedule: ScheduleType = setting(ScheduleType.CONSTANT,
+                                                   "constant, or linear decay to max_steps.")
+
+
+class OnPolicyHyperparamSettings(HyperparamSettings):
+    num_epoch: int = setting(3, "Passes over the update buffer per update.", ge=1)
+
+
+class OffPolicyHyperparamSettings(HyperparamSettings):
+    batch_size: int = setting(128, "Experiences per gradient step.", ge=1)
+    buffer_size: int = setting(50000, "Replay buffer capacity in experiences.", ge=1)
+    buffer_init_steps: int = setting(0, "Experiences collected before the first update.", ge=0)
+    steps_per_update: float = setting(1.0, "Agent steps per gradient step.", gt=0.0)
+    save_replay_buffer: bool = setting(False, "Save the replay buffer with checkpoints.")
+    reward_signal_steps_per_update: Optional[float] = setting(
+        None, "Agent steps per reward-signal update; defaults to steps_per_update.", gt=0.0)
+
+    def __post_init__(self) -> None:
+        if self.reward_signal_steps_per_update is None:
+            self.reward_signal_steps_per_update = self.steps_per_update
+
+
+class TrainerSettings(Settings):
+    """One behavior's settings. `hyperparameters` holds the trainer type's own settings class."""
+
+    trainer_type: str = setting("ppo", "Registered trainer type (see `palaestra trainers`).")
+    hyperparameters: Any = setting(None, "The trainer type's hyperparameters.")
+    network_settings: NetworkSettings = setting(factory=NetworkSettings, doc="Policy network.")
+    reward_signals: Dict[RewardSignalType, RewardSignalSettings] = setting(
+        factory=lambda: {RewardSignalType.EXTRINSIC: RewardSignalSettings()},
+        doc="Reward signals by name.")
+    init_path: Optional[str] = setting(None, "Checkpoint to initialise this behavior from.")
+    keep_checkpoints: int = setting(5, "Step checkpoints kept on disk.", ge=1)
+    checkpoint_interval: int = setting(500000, "Agent steps between checkpoints.", ge=1)
+    max_steps: int = setting(500000, "Agent steps (all agents, all copies) to train for.", ge=0)
+    time_horizon: int = setting(64, "Steps per agent before a trajectory is cut.", ge=1)
+    summary_freq: int = setting(50000, "Agent steps between summaries.", ge=1)
+    threaded: bool = setting(False, "Update while the environment steps (accepted, unused).")
+
+    def __post_init__(self) -> None:
+        memory = self.network_settings.memory
+        batch = getattr(self.hyperparameters, "batch_size", None)
+        if memory is not None and batch is not None and memory.sequence_length > batch:
+            raise TrainerConfigError("sequence_length must not exceed batch_size",
+                                     key="network_settings.memory.sequence_length",
+                                     value=memory.sequence_length)
+
+
+class EnvironmentSettings(Settings):
+    env_path: Optional[str] = setting(None, "Gymnasium id, built-in name, or module:factory.")
+    env_args: Optional[Union[Dict[str, Any], List[str]]] = setting(
+        None, "Keyword arguments for the environment (a mapping, or 'key=value' strings).")
+    base_port: int = setting(5005, "Unity port (accepted, unused).")
+    num_envs: int = setting(1, "Environment copies stepped together.", ge=1)
+    num_areas: int = setting(1, "Unity training areas (accepted, unused).", ge=1)
+    timeout_wait: int = setting(60, "Unity timeout (accepted, unused).")
+    seed: int = setting(-1, "Random seed; -1 picks one.")
+    max_lifetime_restarts: int = setting(10, "Unity restarts (accepted, unused).")
+    restarts_rate_limit_n: int = setting(1, "Unity restarts (accepted, unused).")
+    restarts_rate_limit_period_s: int = setting(60, "Unity restarts (accepted, unused).")
+
+
+class EngineSettings(Settings):
+    """Unity engine settings: accepted so that ML-Agents configs load; none means anything here."""
+
+    width: int = setting(84)
+    height: int = setting(84)
+    quality_level: int = setting(5)
+    time_scale: float = setting(20.0)
+    target_frame_rate: int = setting(-1)
+    capture_frame_rate: int = setting(60)
+    no_graphics: bool = setting(False)
+    no_graphics_monitor: bool = setting(False)
+
+
+class CheckpointSettings(Settings):
+    run_id: str = setting("ppo", "Name of the run; results go to results_dir/run_id.")
+    initialize_from: Optional[str] = setting(None, "Run id whose weights start this run.")
+    load_model: bool = setting(False, "Deprecated alias of resume.")
+    resume: bool = setting(False, "Continue the run from its latest checkpoint.")
+    force: bool = setting(False, "Overwrite an existing run of the same id.")
+    train_model: bool = setting(False, "Accepted, unused.")
+    inference: bool = setting(False, "Accepted, unused.")
+    results_dir: str = setting("results", "Folder holding all runs.")
+
+    @property
+    def write_path(self) -> str:
+        import os
+
+        return os.path.join(self.results_dir, self.run_id)
+
+
+class TorchSettings(Settings):
+    device: Optional[str] = setting(None, "torch device (cpu, cuda, cuda:1 ...); null picks cpu.")
+    num_threads: Optional[int] = setting(
+        None, "CPU threads for torch (palaestra extension); null means 1, fastest for the "
+              "small networks of vector tasks.", ge=1)
+
+
+class RunOptions(Settings):
+    behaviors: Dict[str, TrainerSettings] = setting(factory=dict, doc="Settings per behavior.")
+    default_settings: Optional[TrainerSettings] = setting(
+        None, "Settings for behaviors not named under behaviors.")
+    env_settings: EnvironmentSettings = setting(factory=EnvironmentSettings)
+    engine_settings: EngineSettings = setting(factory=EngineSettings)
+    environment_parameters: Optional[Dict[str, Any]] = setting(
+        None, "Environment parameters (accepted, passed to environments that take them).")
+    checkpoint_settings: CheckpointSettings = setting(factory=CheckpointSettings)
+    torch_settings: TorchSettings = setting(factory=TorchSettings)
+    debug: bool = setting(False, "Verbose logging.")
+
+    # Set while loading: the config file this came from, for error messages.
+    source: ClassVar[Optional[str]] = None
+
+    def behavior_settings(self, name: str) -> TrainerSettings:
+        """Settings of `name`, falling back to default_settings as ML-Agents does."""
+        if name in self.behaviors:
+            return self.behaviors[name]
+        if self.default_settings is not None:
+            import copy
+
+            self.behaviors[name] = copy.deepcopy(self.default_settings)
+            return self.behaviors[name]
+        known = ", ".join(sorted(self.behaviors)) or "none"
+        raise TrainerConfigError(
+            f"The behavior name {name} has not been specified in the trainer configuration "
+            f"(behaviors configured: {known}). Add an entry for {name} under 'behaviors:', "
+            "or set 'default_settings:'.")

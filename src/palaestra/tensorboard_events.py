@@ -1,0 +1,70 @@
+"""A minimal TensorBoard event-file writer: scalars only.
+
+Why not ``torch.utils.tensorboard``: importing it costs about 1.5 s on a 2-core machine (it
+pulls TensorFlow compatibility layers), more than a whole short CartPole run spends training.
+The file format is TensorBoard's own protobuf `Event` messages (from the `tensorboard`
+package) framed as TFRecords: length, masked CRC-32C of the length, payload, masked CRC-32C of
+the payload. Tests read the files back with TensorBoard's `EventAccumulator`.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+
+
+def _crc32c_table() -> list:
+    table = []
+    for i in range(256):
+        crc = i
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes) -> int:
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+class EventFileWriter:
+    """Appends scalar events to ``<logdir>/events.out.tfevents.<time>.<host>``."""
+
+    def __init__(self, logdir: str) -> None:
+        os.makedirs(logdir, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+        self.path = os.path.join(logdir, name)
+        self._fh = open(self.path, "ab")
+        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _write(self, event: Event) -> None:
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        self._fh.write(header + struct.pack("<I", masked_crc32c(header)) + data
+                       + struct.pack("<I", masked_crc32c(data)))
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))])
+        self._write(Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()

@@ -1,0 +1,239 @@
+"""`RLTrainer`: the contract every trainer (built-in or plugin) fulfils, and what it gets free.
+
+A trainer must implement `create_policy`, `create_optimizer`, `_process_trajectory`,
+`_is_ready_update` and `_update_policy` (the last two come ready-made in `OnPolicyTrainer` /
+`OffPolicyTrainer`). It gets: the typed `hyperparameters`, step counting, summaries every
+`summary_freq`, checkpoints every `checkpoint_interval`, resume / initialise-from, the
+`collected_rewards` bookkeeping and end-of-episode reward stats, and a stats reporter.
+"""
+from __future__ import annotations
+
+import abc
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Dict, Generic, List, Optional, TypeVar
+
+import numpy as np
+from torch import nn
+
+from palaestra.buffer import AgentBuffer
+from palaestra.checkpoint import CheckpointManager, load_checkpoint, restore_modules
+from palaestra.envs.base import BehaviorSpec
+from palaestra.optimizer import TorchOptimizer
+from palaestra.policy import TorchPolicy
+from palaestra.settings import HyperparamSettings, TrainerSettings
+from palaestra.stats import StatsReporter
+from palaestra.timers import Timers
+from palaestra.trajectory import Trajectory
+
+logger = logging.getLogger("palaestra")
+
+H = TypeVar("H", bound=HyperparamSettings)
+
+
+@dataclass(frozen=True)
+class BehaviorIdentifiers:
+    """Names a behavior (ML-Agents' ``name?team=N`` form is parsed for later self-play)."""
+
+    behavior_id: str
+    brain_name: str
+    team_id: int = 0
+
+    @staticmethod
+    def from_name_behavior_id(name_behavior_id: str) -> "BehaviorIdentifiers":
+        brain, _, team = name_behavior_id.partition("?team=")
+        return BehaviorIdentifiers(name_behavior_id, brain, int(team) if team else 0)
+
+
+class RLTrainer(abc.ABC, Generic[H]):
+    def __init__(self, behavior_name: str, reward_buff_cap: int,
+                 trainer_settings: TrainerSettings, training: bool, load: bool, seed: int,
+                 artifact_path: str) -> None:
+        self.brain_name = behavior_name
+        self.trainer_settings = trainer_settings
+        self.hyperparameters: H = trainer_settings.hyperparameters
+        self.is_training = training
+        self.load = load
+        self.seed = seed
+        self.artifact_path = artifact_path
+        self.reward_buff_cap = reward_buff_cap
+        self.policy: Optional[TorchPolicy] = None
+        self.optimizer: Optional[TorchOptimizer] = None
+        self.policies: Dict[str, TorchPolicy] = {}
+        self.update_buffer = AgentBuffer()
+        self.collected_rewards: Dict[str, Dict[Any, float]] = {"environment": defaultdict(float)}
+        self.rng = np.random.default_rng(None if seed < 0 else seed)
+        # Set by the controller through bind_run; usable defaults for trainers built by hand.
+        self.stats_reporter = StatsReporter(behavior_name, [])
+        self.device = "cpu"
+        self.timers = Timers()
+        self.status_path: Optional[str] = None
+        self._queue: List[Trajectory] = []
+        self._step = 0
+        self._next_summary = trainer_settings.summary_freq
+        self._next_save = trainer_settings.checkpoint_interval
+        self._checkpoints: Optional[CheckpointManager] = None
+
+    # -- what a trainer implements -----------------------------------------------------------
+    @abc.abstractmethod
+    def create_policy(self, parsed_behavior_id: BehaviorIdentifiers,
+                      behavior_spec: BehaviorSpec) -> TorchPolicy:
+        ...
+
+    @abc.abstractmethod
+    def create_optimizer(self) -> TorchOptimizer:
+        ...
+
+    @abc.abstractmethod
+    def _is_ready_update(self) -> bool:
+        ...
+
+    @abc.abstractmethod
+    def _update_policy(self) -> bool:
+        """Train on the update buffer; True if the policy changed."""
+
+    @staticmethod
+    def get_trainer_name() -> str:
+        """The trainer type name used in configs; override in a trainer."""
+        return "rl_trainer"
+
+    def _process_trajectory(self, trajectory: Trajectory) -> None:
+        """Count the trajectory's steps, and write summaries / checkpoints when due.
+
+        Subclasses call ``super()._process_trajectory(trajectory)`` first, then turn the
+        trajectory into an AgentBuffer and `_append_to_update_buffer` it."""
+        step = self._step + len(trajectory)
+        self._maybe_write_summary(step)
+        self._maybe_save_model(step)
+        self._increment_step(len(trajectory))
+
+    # -- wiring (called by the controller) ---------------------------------------------------
+    def bind_run(self, stats_reporter: StatsReporter, device: str, status_path: Optional[str],
+                 timers: Optional[Timers] = None) -> None:
+        self.stats_reporter = stats_reporter
+        self.device = device
+        self.status_path = status_path
+        if timers is not None:
+            self.timers = timers
+
+    def add_policy(self, parsed_behavior_id: BehaviorIdentifiers, policy: TorchPolicy) -> None:
+        policy.to(self.device)
+        self.policy = policy
+        self.policies[parsed_behavior_id.behavior_id] = policy
+        self.optimizer = self.create_optimizer()
+        for module in self.optimizer.get_modules().values():
+            if isinstance(module, nn.Module):
+                module.to(self.device)
+        for name in self.optimizer.reward_signals:
+            self.collected_rewards.setdefault(name, defaultdict(float))
+        self._checkpoints = CheckpointManager(self.artifact_path, self.brain_name,
+                                              self.trainer_settings.keep_checkpoints,
+                                              self.status_path)
+        if self.load:
+            self._restore(self._checkpoints.latest_path, only_weights=False)
+        elif self.trainer_settings.init_path:
+            self._restore(self.trainer_settings.init_path, only_weights=True)
+
+    def get_policy(self, name_behavior_id: str) -> TorchPolicy:
+        return self.policies[name_behavior_id]
+
+    # -- the loop ----------------------------------------------------------------------------
+    def publish_trajectory(self, trajectory: Trajectory) -> None:
+        self._queue.append(trajectory)
+
+    def advance(self) -> None:
+        """Process queued trajectories, then update if ready. Called once per env step."""
+        if self._queue:
+            with self.timers.time("process_trajectory"):
+                for trajectory in self._queue:
+                    self._process_trajectory(trajectory)
+                self._queue.clear()
+        if self.should_still_train and self._is_ready_update():
+            with self.timers.time("update_policy"):
+                self._update_policy()
+
+    @property
+    def get_step(self) -> int:
+        return self._step
+
+    @property
+    def get_max_steps(self) -> int:
+        return self.trainer_settings.max_steps
+
+    @property
+    def should_still_train(self) -> bool:
+        return self.is_training and self._step < self.trainer_settings.max_steps
+
+    def _increment_step(self, n_steps: int, name_behavior_id: Optional[str] = None) -> None:
+        self._step += n_steps
+        for policy in self.policies.values():
+            policy.set_step(self._step)
+
+    def _append_to_update_buffer(self, agentbuffer_trajectory: AgentBuffer) -> None:
+        self.update_buffer.append_buffer(agentbuffer_trajectory)
+
+    def _clear_update_buffer(self) -> None:
+        self.update_buffer.reset()
+
+    def _update_end_episode_stats(self, agent_id: Any, optimizer: TorchOptimizer) -> None:
+        """Report each reward signal's episode total ("Policy/Extrinsic Reward") and reset."""
+        for name, rewards in self.collected_rewards.items():
+            if name == "environment":
+                rewards.pop(agent_id, None)
+            elif agent_id in rewards:
+                signal = optimizer.reward_signals[name]
+                self.stats_reporter.add_stat(f"Policy/{signal.name.capitalize()} Reward",
+                                             rewards.pop(agent_id))
+
+    # -- summaries and checkpoints -----------------------------------------------------------
+    def _maybe_write_summary(self, step_after: int) -> None:
+        if step_after >= self._next_summary:
+            self.stats_reporter.write_stats(step_after)
+            freq = self.trainer_settings.summary_freq
+            self._next_summary = (step_after // freq + 1) * freq
+
+    def _maybe_save_model(self, step_after: int) -> None:
+        if step_after >= self._next_save:
+            self.save_model(step_after)
+            interval = self.trainer_settings.checkpoint_interval
+            self._next_save = (step_after // interval + 1) * interval
+
+    def checkpoint_modules(self) -> Dict[str, Any]:
+        assert self.policy is not None and self.optimizer is not None
+        return {**self.policy.get_modules(), **self.optimizer.get_modules()}
+
+    def save_model(self, step: Optional[int] = None) -> Optional[str]:
+        if self._checkpoints is None:
+            return None
+        step = self._step if step is None else step
+        summary = self.stats_reporter.get_stats_summaries("Environment/Cumulative Reward")
+        with self.timers.time("save_model"):
+            path = self._checkpoints.save(self.checkpoint_modules(), step,
+                                          {"trainer_type": self.get_trainer_name()},
+                                          None if summary is None else summary.mean)
+        logger.info("Saved checkpoint %s", path)
+        return path
+
+    def _restore(self, path: str, only_weights: bool) -> None:
+        if os.path.isdir(path):  # a behavior's results folder
+            path = os.path.join(path, "checkpoint.pt")
+        saved = load_checkpoint(path)
+        modules = self.checkpoint_modules()
+        restore_modules(modules, saved["modules"], path, only_weights=only_weights)
+        if not only_weights:
+            self._step = int(saved["step"])
+            for policy in self.policies.values():
+                policy.set_step(self._step)
+            freq, interval = self.trainer_settings.summary_freq, \
+                self.trainer_settings.checkpoint_interval
+            self._next_summary = (self._step // freq + 1) * freq
+            self._next_save = (self._step // interval + 1) * interval
+        logger.info("%s %s from %s (step %d)", "Initialized" if only_weights else "Resumed",
+                    self.brain_name, path, self._step)
+
+    def end_episode(self) -> None:
+        """Forget per-agent partial sums (the environment was reset)."""
+        for rewards in self.collected_rewards.values():
+            rewards.clear()

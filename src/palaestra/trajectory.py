@@ -1,0 +1,100 @@
+"""`Trajectory`: one agent's consecutive steps, cut at `time_horizon` or at the episode's end.
+
+Stored by column (one array per quantity, first axis = step) because that is how the agent
+processor gathers it and how `to_agentbuffer` hands it on: no per-step objects on the hot path.
+`steps` still offers the per-step `AgentExperience` view the specification describes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import numpy as np
+
+from palaestra.buffer import AgentBuffer, BufferKey, next_obs_key, obs_key
+
+
+@dataclass
+class AgentExperience:
+    """One step of one agent (a view built on demand from a Trajectory)."""
+
+    obs: List[np.ndarray]
+    reward: float
+    done: bool
+    continuous_action: np.ndarray
+    discrete_action: np.ndarray
+    log_prob: float
+    action_mask: Optional[np.ndarray]
+    interrupted: bool
+    memory: Optional[np.ndarray]
+    group_id: int
+    group_reward: float
+
+
+@dataclass
+class Trajectory:
+    """Arrays of length T (steps) for one agent; `next_obs` is the observation after the last.
+
+    `done_reached`: the last step ended the episode. `interrupted`: it ended by truncation (a
+    time limit), so returns bootstrap from the value of `next_obs`.
+    """
+
+    obs: List[np.ndarray]
+    next_obs: List[np.ndarray]
+    continuous_actions: np.ndarray
+    discrete_actions: np.ndarray
+    log_probs: np.ndarray
+    rewards: np.ndarray
+    action_masks: Optional[np.ndarray]
+    done_reached: bool
+    interrupted: bool
+    agent_id: Any
+    behavior_id: str
+    memories: Optional[np.ndarray] = None
+    group_id: int = 0
+    group_rewards: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def steps(self) -> List[AgentExperience]:
+        n = len(self)
+        return [AgentExperience(
+            obs=[o[t] for o in self.obs], reward=float(self.rewards[t]),
+            done=self.done_reached and t == n - 1,
+            continuous_action=self.continuous_actions[t], discrete_action=self.discrete_actions[t],
+            log_prob=float(self.log_probs[t]),
+            action_mask=None if self.action_masks is None else self.action_masks[t],
+            interrupted=self.interrupted and t == n - 1,
+            memory=None if self.memories is None else self.memories[t], group_id=self.group_id,
+            group_reward=0.0 if self.group_rewards is None else float(self.group_rewards[t]))
+            for t in range(n)]
+
+    def to_agentbuffer(self) -> AgentBuffer:
+        """Columns for the trainer: observations, next observations, actions, log-probs,
+        rewards, done/interrupted flags, masks (1 = a real step) and the optional slots."""
+        n = len(self)
+        buf = AgentBuffer()
+        for i, (o, last) in enumerate(zip(self.obs, self.next_obs)):
+            buf[obs_key(i)] = o
+            buf[next_obs_key(i)] = np.concatenate([o[1:], last[None]], axis=0)
+        buf[BufferKey.CONTINUOUS_ACTION] = self.continuous_actions
+        buf[BufferKey.DISCRETE_ACTION] = self.discrete_actions
+        buf[BufferKey.LOG_PROBS] = self.log_probs
+        buf[BufferKey.ENVIRONMENT_REWARDS] = self.rewards
+        done = np.zeros(n, np.float32)
+        done[-1] = float(self.done_reached)
+        buf[BufferKey.DONE] = done
+        interrupted = np.zeros(n, np.float32)
+        interrupted[-1] = float(self.interrupted)
+        buf[BufferKey.INTERRUPTED] = interrupted
+        buf[BufferKey.MASKS] = np.ones(n, np.float32)
+        if self.action_masks is not None:
+            buf[BufferKey.ACTION_MASK] = self.action_masks
+        if self.memories is not None:
+            buf[BufferKey.MEMORY] = self.memories
+        buf[BufferKey.GROUP_ID] = np.full(n, self.group_id, np.int64)
+        buf[BufferKey.GROUP_REWARD] = (np.zeros(n, np.float32) if self.group_rewards is None
+                                       else self.group_rewards)
+        return buf
