@@ -94,8 +94,8 @@ class TrainerController:
     def _finish(self) -> None:
         for trainer in self.trainers.values():
             trainer.save_model()
-        for name, trainer in self.trainers.items():
-            trainer.stats_reporter.write_stats(trainer.get_step)
+            if trainer.stats_reporter.get_pending("Environment/Cumulative Reward"):
+                trainer.stats_reporter.write_stats(trainer.get_step)
         for writer in self.writers:
             writer.close()
         self.env_manager.close()

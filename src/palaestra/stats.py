@@ -71,6 +71,10 @@ class StatsReporter:
     def set_stat(self, key: str, value: float) -> None:
         self._values[key] = [float(value)]
 
+    def get_pending(self, key: str) -> List[float]:
+        """Values added since the last summary."""
+        return list(self._values.get(key, ()))
+
     def get_stats_summaries(self, key: str) -> Optional[StatsSummary]:
         values = self._values.get(key)
         return StatsSummary.of(values) if values else self._latest.get(key)

@@ -75,6 +75,7 @@ class RLTrainer(abc.ABC, Generic[H]):
         self._next_summary = trainer_settings.summary_freq
         self._next_save = trainer_settings.checkpoint_interval
         self._checkpoints: Optional[CheckpointManager] = None
+        self._last_saved_step = -1
 
     # -- what a trainer implements -----------------------------------------------------------
     @abc.abstractmethod
@@ -205,9 +206,10 @@ class RLTrainer(abc.ABC, Generic[H]):
         return {**self.policy.get_modules(), **self.optimizer.get_modules()}
 
     def save_model(self, step: Optional[int] = None) -> Optional[str]:
-        if self._checkpoints is None:
-            return None
         step = self._step if step is None else step
+        if self._checkpoints is None or step == self._last_saved_step:
+            return None
+        self._last_saved_step = step
         summary = self.stats_reporter.get_stats_summaries("Environment/Cumulative Reward")
         with self.timers.time("save_model"):
             path = self._checkpoints.save(self.checkpoint_modules(), step,

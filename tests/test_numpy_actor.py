@@ -1,0 +1,75 @@
+"""The NumPy acting path must agree with the torch actor it mirrors."""
+import numpy as np
+import pytest
+import torch
+
+from palaestra import (ActionSpec, AgentAction, AgentBuffer, BehaviorSpec, DecisionSteps,
+                       NetworkSettings, ObservationSpec, SimpleActor, TorchPolicy, obs_key)
+from palaestra.settings import Activation
+
+
+def _policy(action_spec, normalize, activation, seed=3):
+    spec = BehaviorSpec([ObservationSpec((3,)), ObservationSpec((2,))], action_spec)
+    ns = NetworkSettings(hidden_units=16, num_layers=2, normalize=normalize,
+                         activation=activation)
+    return TorchPolicy(seed, spec, ns, SimpleActor, {"conditional_sigma": False,
+                                                      "tanh_squash": False})
+
+
+@pytest.mark.parametrize("action_spec", [ActionSpec.create_continuous(2),
+                                         ActionSpec.create_discrete((3, 2)),
+                                         ActionSpec(2, (4,))])
+@pytest.mark.parametrize("activation", list(Activation))
+@pytest.mark.parametrize("normalize", [False, True])
+def test_numpy_log_probs_equal_torch_evaluation(action_spec, activation, normalize):
+    policy = _policy(action_spec, normalize, activation)
+    rng = np.random.default_rng(0)
+    obs = [rng.normal(size=(6, 3)).astype(np.float32) * 4,
+           rng.normal(size=(6, 2)).astype(np.float32)]
+    if normalize:
+        buf = AgentBuffer()
+        buf[obs_key(0)] = obs[0] * 2 + 1
+        buf[obs_key(1)] = obs[1] - 3
+        policy.update_normalization(buf)
+    mask = None
+    if action_spec.discrete_size:
+        mask = np.ones((6, sum(action_spec.discrete_branches)), bool)
+        mask[:, 0] = False  # first action of the first branch forbidden
+    info = policy.get_action(DecisionSteps(obs, np.zeros(6, np.float32), np.arange(6), mask))
+    assert policy._numpy_actor is not None, "the NumPy path should serve this actor"
+    if mask is not None:
+        assert (info.action.discrete[:, 0] != 0).all()
+    with torch.no_grad():
+        stats = policy.actor.get_stats(
+            [torch.from_numpy(o) for o in obs],
+            AgentAction(torch.from_numpy(info.action.continuous),
+                        torch.from_numpy(info.action.discrete)),
+            None if mask is None else torch.from_numpy(mask))
+    np.testing.assert_allclose(info.log_probs, stats["log_probs"].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_numpy_actor_follows_weight_updates():
+    policy = _policy(ActionSpec.create_continuous(1), False, Activation.TANH)
+    obs = [np.ones((1, 3), np.float32), np.ones((1, 2), np.float32)]
+    steps = DecisionSteps(obs, np.zeros(1, np.float32), np.arange(1))
+    policy.actor.action_model.deterministic = True
+    policy.get_action(steps)  # builds the mirror
+    with torch.no_grad():
+        policy.actor.action_model.mu.bias.add_(5.0)  # an in-place update, like Adam's
+    action = policy.get_action(steps).action.continuous
+    with torch.no_grad():
+        expected = policy.actor.action_model.mu(policy.actor.network_body(
+            [torch.from_numpy(o) for o in obs])).numpy()
+    np.testing.assert_allclose(action, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sampled_discrete_actions_follow_the_policy_distribution():
+    policy = _policy(ActionSpec.create_discrete((3,)), False, Activation.SWISH)
+    obs = [np.zeros((20000, 3), np.float32), np.zeros((20000, 2), np.float32)]
+    info = policy.get_action(DecisionSteps(obs, np.zeros(20000, np.float32), np.arange(20000)))
+    with torch.no_grad():
+        logits = policy.actor.action_model.logits(policy.actor.network_body(
+            [torch.from_numpy(o[:1]) for o in obs]))
+    expected = torch.softmax(logits, -1).numpy()[0]
+    counts = np.bincount(info.action.discrete[:, 0], minlength=3) / 20000
+    np.testing.assert_allclose(counts, expected, atol=0.02)

@@ -1,0 +1,56 @@
+"""palaestra.Adam must follow torch.optim.Adam step for step (it replaces it to save start-up)."""
+import torch
+
+from palaestra import Adam
+
+
+def _model(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+
+
+def test_adam_matches_torch_adam_over_steps_with_lr_changes():
+    ours_model, ref_model = _model(0), _model(0)
+    ours = Adam(ours_model.parameters(), lr=3e-3, eps=1e-5)
+    ref = torch.optim.Adam(ref_model.parameters(), lr=3e-3, eps=1e-5)
+    gen = torch.Generator().manual_seed(1)
+    for step in range(25):
+        x = torch.randn(32, 5, generator=gen)
+        for model, opt in ((ours_model, ours), (ref_model, ref)):
+            for group in opt.param_groups:
+                group["lr"] = 3e-3 * (1 - step / 30)
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(ours_model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_adam_state_dict_round_trip_continues_identically():
+    model_a, model_b = _model(2), _model(2)
+    opt_a = Adam(model_a.parameters(), lr=1e-2)
+    x = torch.randn(8, 5)
+    for _ in range(3):
+        opt_a.zero_grad()
+        model_a(x).sum().backward()
+        opt_a.step()
+    model_b.load_state_dict(model_a.state_dict())
+    opt_b = Adam(model_b.parameters(), lr=0.5)
+    opt_b.load_state_dict(opt_a.state_dict())
+    assert opt_b.steps == 3 and opt_b.param_groups[0]["lr"] == 1e-2
+    for model, opt in ((model_a, opt_a), (model_b, opt_b)):
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    for a, b in zip(model_a.parameters(), model_b.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_adam_skips_parameters_without_gradients():
+    model = _model(3)
+    opt = Adam(model.parameters(), lr=0.1)
+    before = [p.clone() for p in model.parameters()]
+    model[2](torch.randn(4, 16)).sum().backward()  # only the last layer gets gradients
+    opt.step()
+    after = list(model.parameters())
+    assert torch.equal(before[0], after[0]) and not torch.equal(before[2], after[2])
