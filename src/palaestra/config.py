@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import enum
 import logging
+import math
 import os
 import types
 import typing
@@ -21,12 +22,11 @@ import yaml
 
 from palaestra.exception import TrainerConfigError
 from palaestra.registry import TrainerRegistry
-from palaestra.settings import RunOptions, TrainerSettings
+from palaestra.settings import EngineSettings, EnvironmentSettings, RunOptions, TrainerSettings
 
 logger = logging.getLogger(__name__)
 
-# engine_settings fields: Unity-only, accepted for compatibility. Warn once if any is set.
-_UNITY_ONLY_SECTIONS = ("engine_settings",)
+# Unity-only env_settings keys: accepted for compatibility, warned about once if set.
 _UNITY_ONLY_ENV_KEYS = ("base_port", "num_areas", "timeout_wait", "max_lifetime_restarts",
                         "restarts_rate_limit_n", "restarts_rate_limit_period_s")
 
@@ -110,6 +110,8 @@ class _Structurer:
                 pass
         if isinstance(number, bool) or not isinstance(number, (int, float)):
             raise self.error(path, f"expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise self.error(path, f"expected a finite number, got {value!r}")
         if tp is int:
             if float(number) != int(number):
                 raise self.error(path, f"expected a whole number, got {value!r}")
@@ -199,10 +201,11 @@ class ConfigLoader:
         raw = copy.deepcopy(dict(raw))
         for section, values in (overrides or {}).items():
             if isinstance(values, Mapping):
-                raw.setdefault(section, {})
-                if raw[section] is None:
+                if raw.get(section) is None:
                     raw[section] = {}
-                raw[section].update(values)
+                if not isinstance(raw[section], Mapping):
+                    raise self.st.error(section, f"expected a mapping, got {raw[section]!r}")
+                raw[section] = {**raw[section], **values}
             else:
                 raw[section] = values
         top = {f.name for f in dataclasses.fields(RunOptions)}
@@ -223,7 +226,7 @@ class ConfigLoader:
         for name, value in behaviors_raw.items():
             options.behaviors[str(name)] = self.trainer_settings(
                 value or {}, default_raw or {}, f"behaviors.{name}")
-        self._warn_unity_only(raw)
+        self._warn_unity_only(options)
         return options
 
     def trainer_settings(self, value: Any, defaults: Mapping[str, Any], path: str
@@ -236,10 +239,11 @@ class ConfigLoader:
             raise self.st.error(f"{path}.trainer_type", f"expected a string, got {trainer_type!r}")
         try:
             info = self.registry.get(trainer_type)
-        except TrainerConfigError as exc:
-            raise self.st.error(f"{path}.trainer_type", str(exc)) from None
+        except TrainerConfigError as exc:  # the spec's sentence first, then where it was found
+            raise TrainerConfigError(f"{exc} (in {self.st.source}: {path}.trainer_type)") from None
         # A trainer type change under default_settings must not keep the other type's keys.
-        if "hyperparameters" in value and defaults.get("trainer_type", trainer_type) != trainer_type:
+        default_type = defaults.get("trainer_type", TrainerSettings.trainer_type)
+        if "hyperparameters" in value and default_type != trainer_type:
             merged["hyperparameters"] = copy.deepcopy(value["hyperparameters"])
         hyper = self.st.dataclass(merged.pop("hyperparameters", None) or {}, info.settings_cls,
                                   f"{path}.hyperparameters")
@@ -248,10 +252,14 @@ class ConfigLoader:
         merged["hyperparameters"] = hyper
         return self.st.dataclass(merged, TrainerSettings, path)
 
-    def _warn_unity_only(self, raw: Mapping[str, Any]) -> None:
-        ignored = [f"engine_settings.{k}" for k in (raw.get("engine_settings") or {})]
-        ignored += [f"env_settings.{k}" for k in (raw.get("env_settings") or {})
-                    if k in _UNITY_ONLY_ENV_KEYS]
+    def _warn_unity_only(self, options: RunOptions) -> None:
+        """One warning for Unity-only values that differ from their defaults (a resolved
+        configuration.yaml spells out the defaults, which must not warn on --resume)."""
+        engine, env = EngineSettings(), EnvironmentSettings()
+        ignored = [f"engine_settings.{f.name}" for f in dataclasses.fields(engine)
+                   if getattr(options.engine_settings, f.name) != getattr(engine, f.name)]
+        ignored += [f"env_settings.{k}" for k in _UNITY_ONLY_ENV_KEYS
+                    if getattr(options.env_settings, k) != getattr(env, k)]
         if ignored:
             logger.warning("%s: ignoring Unity-only settings that mean nothing here: %s",
                            self.st.source, ", ".join(ignored))
