@@ -274,7 +274,8 @@ def print_table(cells: Sequence[Cell], repeats: int) -> None:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     print(f"\nsteps/s = env steps / whole-process wall time (imports included). final return ="
-          f" mean over episodes ending in the last {REWARD_WINDOW} steps.")
+          f" mean over episodes ending in the last {REWARD_WINDOW} steps. OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')} (palaestra pins torch to 1 thread).")
     for cell in cells:
         errors = [r.error for r in cell.runs if r.error]
         if errors:

@@ -31,6 +31,8 @@ def parse_env_args(env_args: Union[None, Mapping[str, Any], List[str]]) -> Dict[
         return {}
     if isinstance(env_args, Mapping):
         return dict(env_args)
+    if isinstance(env_args, str):
+        env_args = env_args.split()
     kwargs: Dict[str, Any] = {}
     for item in env_args:
         key, sep, value = str(item).lstrip("-").partition("=")
@@ -38,8 +40,19 @@ def parse_env_args(env_args: Union[None, Mapping[str, Any], List[str]]) -> Dict[
             raise EnvironmentSetupError(
                 f"env_args entry {item!r} is not of the form key=value (or give env_args as a "
                 "mapping in the YAML file).")
-        kwargs[key.replace("-", "_")] = yaml.safe_load(value)
+        kwargs[key.replace("-", "_")] = _scalar(value)
     return kwargs
+
+
+def _scalar(text: str) -> Any:
+    """A YAML scalar, with `1e-3` read as a number (YAML 1.1 would keep it a string)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def make_environment(env_path: Optional[str], env_args: Any = None, num_envs: int = 1,
@@ -65,7 +78,13 @@ def make_environment(env_path: Optional[str], env_args: Any = None, num_envs: in
     first = [made]
 
     def make_copy() -> Any:
-        return first.pop() if first else factory()
+        if first:
+            return first.pop()
+        try:
+            return factory()
+        except Exception as exc:
+            raise EnvironmentSetupError(f"--env {env_path}: making a copy failed: "
+                                        f"{type(exc).__name__}: {exc}") from exc
 
     return GymnasiumEnv(make_copy, num_envs, _behavior_name(env_path), seed)
 
@@ -80,6 +99,9 @@ def _resolve(env_path: str, kwargs: Dict[str, Any]) -> Callable[[], Any]:
 
     if ":" in env_path:
         module_name, _, attr = env_path.partition(":")
+        if not module_name or not attr:
+            raise EnvironmentSetupError(
+                f"--env {env_path}: expected module.path:factory (both parts non-empty).")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:

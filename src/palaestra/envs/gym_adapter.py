@@ -88,8 +88,10 @@ class _ActionMap:
             self.spec = ActionSpec.create_continuous(int(np.prod(space.shape)))
             low, high = space.low.astype(np.float64), space.high.astype(np.float64)
             bounded = np.isfinite(low) & np.isfinite(high)
-            self.scale = np.where(bounded, (high - low) / 2.0, 1.0).astype(np.float32)
-            self.offset = np.where(bounded, (high + low) / 2.0, 0.0).astype(np.float32)
+            low, high, bounded = low.ravel(), high.ravel(), bounded.ravel()
+            with np.errstate(invalid="ignore", over="ignore"):
+                self.scale = np.where(bounded, (high - low) / 2.0, 1.0).astype(np.float32)
+                self.offset = np.where(bounded, (high + low) / 2.0, 0.0).astype(np.float32)
         elif isinstance(space, gym.spaces.Discrete):
             self.spec = ActionSpec.create_discrete((int(space.n),))
         elif isinstance(space, gym.spaces.MultiDiscrete):
@@ -128,6 +130,8 @@ class GymnasiumEnv(BaseEnv):
         first = self.envs[0]
         self.name = behavior_name
         self.leaves = _obs_leaves(first.observation_space)
+        space = first.observation_space
+        self._flat_box = isinstance(space, gym.spaces.Box) and len(space.shape) == 1
         self.action_map = _ActionMap(first.action_space)
         self._spec = BehaviorSpec([leaf.spec for leaf in self.leaves], self.action_map.spec)
         self.seed = seed
@@ -146,9 +150,12 @@ class GymnasiumEnv(BaseEnv):
         return {self.name: self._spec}
 
     def _write_obs(self, i: int, obs: Any, info: Mapping[str, Any]) -> None:
-        for buf, leaf in zip(self._obs, self.leaves):
-            buf[i] = leaf.extract(obs)
-        if self._mask is not None and "action_mask" in info:
+        if self._flat_box:  # the common case: one 1-D Box, assigned (and cast) in place
+            self._obs[0][i] = obs
+        else:
+            for buf, leaf in zip(self._obs, self.leaves):
+                buf[i] = leaf.extract(obs)
+        if self._mask is not None and info and "action_mask" in info:
             self._mask[i] = np.asarray(info["action_mask"], bool).ravel()
 
     def reset(self) -> None:
@@ -186,7 +193,7 @@ class GymnasiumEnv(BaseEnv):
                 done_ids.append(i)
                 done_rew.append(reward)
                 done_trunc.append(bool(truncated and not terminated))
-                done_obs.append([leaf.extract(obs) for leaf in self.leaves])
+                done_obs.append([np.array(leaf.extract(obs), np.float32) for leaf in self.leaves])
                 obs, info = e.reset()
                 self._reward[i] = 0.0
             self._write_obs(i, obs, info)

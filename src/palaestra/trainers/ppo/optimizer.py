@@ -54,8 +54,13 @@ class TorchPPOOptimizer(TorchOptimizer):
         values, _ = self.critic.critic_pass(obs)
         old_values = {name: tensor(value_estimates_key(name)) for name in self.stream_names}
         returns = {name: tensor(returns_key(name)) for name in self.stream_names}
-        value_loss = ModelUtils.trust_region_value_loss(values, old_values, returns, decay_eps,
-                                                        loss_masks)
+        if self.hyperparameters.value_clipping:
+            value_loss = ModelUtils.trust_region_value_loss(values, old_values, returns,
+                                                            decay_eps, loss_masks)
+        else:  # plain squared error: the clip above is absolute, and stalls large returns
+            value_loss = torch.stack([ModelUtils.masked_mean((returns[name] - head) ** 2,
+                                                             loss_masks)
+                                      for name, head in values.items()]).mean()
         policy_loss = ModelUtils.trust_region_policy_loss(
             tensor(BufferKey.ADVANTAGES), log_probs, tensor(BufferKey.LOG_PROBS), loss_masks,
             decay_eps)

@@ -17,6 +17,9 @@ class PPOSettings(OnPolicyHyperparamSettings):
         None, "Schedule of beta; defaults to learning_rate_schedule.")
     epsilon_schedule: Optional[ScheduleType] = setting(
         None, "Schedule of epsilon; defaults to learning_rate_schedule.")
+    value_clipping: bool = setting(
+        False, "Clip the value loss to epsilon around the old value as ML-Agents does "
+               "(palaestra extension; off by default, see docs/configuration.md).")
     max_grad_norm: Optional[float] = setting(
         None, "Clip the gradient norm (palaestra extension; ML-Agents does not clip).", gt=0.0)
 
