@@ -269,7 +269,13 @@ def load_run_options(path: Optional[str], registry: TrainerRegistry,
                      overrides: Optional[Mapping[str, Any]] = None) -> RunOptions:
     """The one entry point used by the CLI: file + CLI overrides -> validated RunOptions."""
     raw = read_yaml(path) if path else {}
-    return ConfigLoader(registry, source=path or "<command line>").load(raw, overrides)
+    loader = ConfigLoader(registry, source=path or "<command line>")
+    options = loader.load(raw, overrides)
+    if path is None and options.default_settings is None:
+        # As mlagents-learn: with no config file every behavior trains with the defaults.
+        logger.warning("No config file given: every behavior uses the default settings (ppo).")
+        options.default_settings = loader.trainer_settings({}, {}, "default_settings")
+    return options
 
 
 def dump_run_options(options: RunOptions, path: str) -> None:

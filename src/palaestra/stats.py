@@ -149,14 +149,14 @@ class TensorboardWriter(StatsWriter):
 class ProgressWriter(StatsWriter):
     """A live progress bar per behavior (rich), for a person watching a terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
 
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[rate]} steps/s"),
                                  TextColumn("reward {task.fields[reward]}"), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), transient=False)
+                                 TimeRemainingColumn(), transient=False, console=console)
         self._tasks: Dict[str, Any] = {}
         self._start: Dict[str, tuple] = {}
         self.progress.start()
