@@ -73,3 +73,24 @@ def test_sampled_discrete_actions_follow_the_policy_distribution():
     expected = torch.softmax(logits, -1).numpy()[0]
     counts = np.bincount(info.action.discrete[:, 0], minlength=3) / 20000
     np.testing.assert_allclose(counts, expected, atol=0.02)
+
+
+def test_numpy_actor_follows_adam_steps():
+    """Regression: the mirror must see parameters changed by palaestra.Adam."""
+    from palaestra import Adam
+
+    policy = _policy(ActionSpec.create_continuous(1), False, Activation.TANH)
+    policy.actor.action_model.deterministic = True
+    obs = [np.ones((1, 3), np.float32), np.ones((1, 2), np.float32)]
+    steps = DecisionSteps(obs, np.zeros(1, np.float32), np.arange(1))
+    before = policy.get_action(steps).action.continuous.copy()
+    opt = Adam(policy.actor.parameters(), lr=0.1)
+    policy.actor.action_model.mu(policy.actor.network_body(
+        [torch.from_numpy(o) for o in obs])).sum().backward()
+    opt.step()
+    after = policy.get_action(steps).action.continuous
+    with torch.no_grad():
+        expected = policy.actor.action_model.mu(policy.actor.network_body(
+            [torch.from_numpy(o) for o in obs])).numpy()
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-5)

@@ -54,3 +54,21 @@ def test_adam_skips_parameters_without_gradients():
     opt.step()
     after = list(model.parameters())
     assert torch.equal(before[0], after[0]) and not torch.equal(before[2], after[2])
+
+
+def test_adam_follows_parameters_whose_storage_was_replaced():
+    """module.to(device) replaces parameter storage; the flat buffer must follow it."""
+    ours_model, ref_model = _model(4), _model(4)
+    ours = Adam(ours_model.parameters(), lr=1e-2)
+    ref = torch.optim.Adam(ref_model.parameters(), lr=1e-2)
+    x = torch.randn(16, 5)
+    for step in range(4):
+        if step == 2:
+            for p in ours_model.parameters():
+                p.data = p.data.clone()  # what moving to another device does
+        for model, opt in ((ours_model, ours), (ref_model, ref)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(ours_model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -8,7 +8,7 @@ environments) cost a dictionary look-up only when the set of ids changes.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -30,6 +30,7 @@ class AgentProcessor:
         self._ids: Dict[Any, int] = {}
         self._slot_ids: List[Any] = []
         self._last_ids: Optional[np.ndarray] = None
+        self._last_index: Union[slice, np.ndarray] = slice(0, 0)
         self._last_slots = np.zeros(0, np.int64)
         self._alloc(initial_slots)
 
@@ -63,8 +64,20 @@ class AgentProcessor:
         self._flat_cont, self._flat_disc = flat(self._cont), flat(self._disc)
         self._flat_logp, self._flat_rew, self._flat_mask = (flat(self._logp), flat(self._rew),
                                                             flat(self._mask))
+        self._base = np.arange(n, dtype=np.int64) * h  # flat row of (slot, 0)
         self._n = n
         self._last_ids = None  # slots of cached ids stay valid, but re-check after growth
+
+    def _index(self, agent_ids: np.ndarray) -> Union[slice, np.ndarray]:
+        """Slots of `agent_ids` as an index: a slice when they are slots 0..n-1 in order (the
+        usual case, e.g. Gymnasium copies), so per-slot arrays are read through views."""
+        last = self._last_ids
+        if last is not None and len(last) == len(agent_ids) and (last == agent_ids).all():
+            return self._last_index
+        slots = self._slots(agent_ids)
+        contiguous = bool((slots == np.arange(len(slots))).all())
+        self._last_index = slice(0, len(slots)) if contiguous else slots
+        return self._last_index
 
     def _slots(self, agent_ids: np.ndarray) -> np.ndarray:
         last = self._last_ids
@@ -87,8 +100,8 @@ class AgentProcessor:
         """The policy acted for `decision`: store observation, action, log-prob and mask."""
         if not len(decision):
             return
-        slots = self._slots(decision.agent_id)
-        rows = slots * self.horizon + self._pos[slots]
+        index = self._index(decision.agent_id)
+        rows = self._base[index] + self._pos[index]
         for store, obs in zip(self._flat_obs, decision.obs):
             store[rows] = obs
         if self.spec.action_spec.continuous_size:
@@ -99,7 +112,7 @@ class AgentProcessor:
             self._flat_mask[rows] = True if decision.action_mask is None else \
                 decision.action_mask
         self._flat_logp[rows] = info.log_probs
-        self._pending[slots] = True
+        self._pending[index] = True
 
     def record_step(self, decision: DecisionSteps, terminal: TerminalSteps) -> None:
         """The environment answered the last actions: complete the pending rows and emit the
@@ -118,24 +131,29 @@ class AgentProcessor:
             self._ep_reward[slots] = 0.0
             self._ep_len[slots] = 0
         if len(decision):
-            slots = self._slots(decision.agent_id)
-            rows = np.nonzero(self._pending[slots])[0]
-            if len(rows) == len(slots):
-                self._complete(slots, decision.reward)
+            index = self._index(decision.agent_id)
+            pending = self._pending[index]
+            if pending.all():
+                rows = None
+                self._complete(index, decision.reward)
             else:
-                slots = slots[rows]
-                self._complete(slots, decision.reward[rows])
-            full = np.nonzero(self._pos[slots] >= self.horizon)[0]
-            for k in full.tolist():
-                row = int(rows[k])
-                self._emit(int(slots[k]), [o[row].copy() for o in decision.obs], False, False)
+                rows = np.nonzero(pending)[0]
+                index = self._last_slots[rows]
+                self._complete(index, decision.reward[rows])
+            full = np.nonzero(self._pos[index] >= self.horizon)[0]
+            if len(full):
+                slots = np.arange(self._n)[index]
+                for k in full.tolist():
+                    row = k if rows is None else int(rows[k])
+                    self._emit(int(slots[k]), [o[row].copy() for o in decision.obs], False,
+                               False)
 
-    def _complete(self, slots: np.ndarray, rewards: np.ndarray) -> None:
-        self._flat_rew[slots * self.horizon + self._pos[slots]] = rewards
-        self._pos[slots] += 1
-        self._pending[slots] = False
-        self._ep_reward[slots] += rewards
-        self._ep_len[slots] += 1
+    def _complete(self, index: Union[slice, np.ndarray], rewards: np.ndarray) -> None:
+        self._flat_rew[self._base[index] + self._pos[index]] = rewards
+        self._pos[index] += 1
+        self._pending[index] = False
+        self._ep_reward[index] += rewards
+        self._ep_len[index] += 1
 
     def _emit(self, slot: int, next_obs: List[np.ndarray], done: bool, interrupted: bool) -> None:
         n = int(self._pos[slot])

@@ -1,7 +1,7 @@
 """`ModelUtils`: the loss pieces and schedules every trainer reuses (the spec's helper class)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -49,8 +49,10 @@ class ModelUtils:
         return torch.as_tensor(np.asarray(arrays), dtype=dtype)
 
     @staticmethod
-    def masked_mean(tensor: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """Mean over the rows where `masks` is 1 (padding of sequences is 0)."""
+    def masked_mean(tensor: torch.Tensor, masks: Optional[torch.Tensor]) -> torch.Tensor:
+        """Mean over the rows where `masks` is 1 (padding of sequences is 0); `None` = all."""
+        if masks is None:
+            return tensor.mean()
         masks = masks.to(tensor.dtype)
         if tensor.dim() > masks.dim():
             masks = masks.reshape(masks.shape + (1,) * (tensor.dim() - masks.dim()))
@@ -59,8 +61,9 @@ class ModelUtils:
 
     @staticmethod
     def trust_region_policy_loss(advantages: torch.Tensor, log_probs: torch.Tensor,
-                                 old_log_probs: torch.Tensor, loss_masks: torch.Tensor,
-                                 epsilon: float) -> torch.Tensor:
+                                 old_log_probs: torch.Tensor,
+                                 loss_masks: Optional[torch.Tensor], epsilon: float
+                                 ) -> torch.Tensor:
         """PPO's clipped surrogate objective, negated (Schulman et al. 2017, eq. 7)."""
         ratio = torch.exp(log_probs - old_log_probs)
         unclipped = ratio * advantages
@@ -71,7 +74,7 @@ class ModelUtils:
     def trust_region_value_loss(values: Dict[str, torch.Tensor],
                                 old_values: Dict[str, torch.Tensor],
                                 returns: Dict[str, torch.Tensor], epsilon: float,
-                                loss_masks: torch.Tensor) -> torch.Tensor:
+                                loss_masks: Optional[torch.Tensor]) -> torch.Tensor:
         """Clipped value loss, averaged over reward streams: the new value may move at most
         `epsilon` from the value at collection time before the loss stops rewarding it."""
         losses = []

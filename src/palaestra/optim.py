@@ -1,12 +1,15 @@
 """Adam (Kingma & Ba 2015) with the same update as ``torch.optim.Adam`` (no weight decay,
-no amsgrad), in multi-tensor ``torch._foreach`` form.
+no amsgrad), on flat moment buffers.
 
-Why not ``torch.optim.Adam``: every ``torch.optim.Optimizer`` imports ``torch._dynamo`` on its
-first call, which costs 2.5-3 s on a 2-core machine: a third of a whole short training run.
-`tests/test_optim.py` checks this class against ``torch.optim.Adam`` step by step.
-It is duck-type compatible where trainers touch an optimizer: ``param_groups[*]["lr"]``
-(for `ModelUtils.update_learning_rate`), ``zero_grad``, ``step``, ``state_dict`` and
-``load_state_dict``.
+Why not ``torch.optim.Adam``:
+- every ``torch.optim.Optimizer`` imports ``torch._dynamo`` on its first call, 2.5-3 s on a
+  2-core machine: a third of a whole short training run;
+- on the CPU its multi-tensor path loops over parameters (6 small ops per tensor per step). Here
+  the moments are flat tensors and a step gathers the parameters and gradients into flat ones,
+  so the update is a handful of ops whatever the number of layers.
+`tests/test_optim.py` checks this class against ``torch.optim.Adam`` step by step. It is
+duck-type compatible where trainers touch an optimizer: ``param_groups[*]["lr"]`` (for
+`ModelUtils.update_learning_rate`), ``zero_grad``, ``step``, ``state_dict``, ``load_state_dict``.
 """
 from __future__ import annotations
 
@@ -19,14 +22,23 @@ import torch
 class Adam:
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
                  betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.params: List[torch.nn.Parameter] = [p for p in params if p.requires_grad]
+        unique: Dict[int, torch.nn.Parameter] = {}
+        for p in params:
+            if p.requires_grad:
+                unique.setdefault(id(p), p)
+        self.params: List[torch.nn.Parameter] = list(unique.values())
         if not self.params:
             raise ValueError("Adam got no parameters that require gradients")
         self.param_groups: List[Dict[str, Any]] = [{"params": self.params, "lr": lr,
                                                     "betas": betas, "eps": eps}]
+        first = self.params[0]
+        if any(p.device != first.device or p.dtype != first.dtype for p in self.params):
+            raise ValueError("Adam needs all parameters on one device with one dtype")
         self.steps = 0
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self._sizes = [p.numel() for p in self.params]
+        total = sum(self._sizes)
+        self._exp_avg = torch.zeros(total, dtype=first.dtype, device=first.device)
+        self._exp_avg_sq = torch.zeros(total, dtype=first.dtype, device=first.device)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -39,40 +51,64 @@ class Adam:
     def step(self) -> None:
         group = self.param_groups[0]
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        live = [i for i, p in enumerate(self.params) if p.grad is not None]
-        if not live:
+        grads = [p.grad for p in self.params]
+        if all(g is None for g in grads):
             return
-        params = [self.params[i] for i in live]
-        grads = [self.params[i].grad for i in live]
-        exp_avg = [self.exp_avg[i] for i in live]
-        exp_avg_sq = [self.exp_avg_sq[i] for i in live]
         self.steps += 1
         bias1 = 1.0 - beta1 ** self.steps
         bias2_sqrt = math.sqrt(1.0 - beta2 ** self.steps)
-        torch._foreach_lerp_(exp_avg, grads, 1.0 - beta1)
-        torch._foreach_mul_(exp_avg_sq, beta2)
-        torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1.0 - beta2)
-        denom = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_div_(denom, bias2_sqrt)
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(params, exp_avg, denom, -lr / bias1)
+        device = self.params[0].device
+        if self._exp_avg.device != device:  # the modules moved (module.to(device))
+            self._exp_avg, self._exp_avg_sq = self._exp_avg.to(device), \
+                self._exp_avg_sq.to(device)
+        if all(g is not None for g in grads):
+            # Gather parameters fresh each step (so a load_state_dict or a device move is
+            # always seen), update the flat copy, write it back: in-place copies also bump
+            # each parameter's version counter, which the NumPy acting mirror watches.
+            flat = torch.cat([p.reshape(-1) for p in self.params])
+            self._update(flat, torch.cat([g.reshape(-1) for g in grads]), self._exp_avg,
+                         self._exp_avg_sq, lr, beta1, beta2, eps, bias1, bias2_sqrt)
+            for p, chunk in zip(self.params, flat.split(self._sizes)):
+                p.copy_(chunk.view_as(p))
+            return
+        # Some parameters got no gradient: torch.optim.Adam leaves them (and their moments)
+        # untouched, so update the others one by one.
+        moments = zip(self._exp_avg.split(self._sizes), self._exp_avg_sq.split(self._sizes))
+        for p, g, (m, v) in zip(self.params, grads, moments):
+            if g is not None:
+                flat_p = p.reshape(-1).clone()
+                self._update(flat_p, g.reshape(-1), m, v, lr, beta1, beta2, eps, bias1,
+                             bias2_sqrt)
+                p.copy_(flat_p.view_as(p))
+
+    @staticmethod
+    def _update(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
+                exp_avg_sq: torch.Tensor, lr: float, beta1: float, beta2: float, eps: float,
+                bias1: float, bias2_sqrt: float) -> None:
+        exp_avg.lerp_(grad, 1.0 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        denom = (exp_avg_sq.sqrt() / bias2_sqrt).add_(eps)
+        param.addcdiv_(exp_avg, denom, value=-lr / bias1)
 
     def state_dict(self) -> Dict[str, Any]:
         group = self.param_groups[0]
         return {"steps": self.steps, "lr": group["lr"], "betas": list(group["betas"]),
-                "eps": group["eps"], "exp_avg": [t.clone() for t in self.exp_avg],
-                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+                "eps": group["eps"],
+                "exp_avg": [t.clone() for t in self._exp_avg.split(self._sizes)],
+                "exp_avg_sq": [t.clone() for t in self._exp_avg_sq.split(self._sizes)]}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        if len(state["exp_avg"]) != len(self.params):
-            raise ValueError(f"optimizer state holds {len(state['exp_avg'])} tensors, this "
+        saved_avg, saved_sq = state["exp_avg"], state["exp_avg_sq"]
+        if len(saved_avg) != len(self.params):
+            raise ValueError(f"optimizer state holds {len(saved_avg)} tensors, this "
                              f"optimizer has {len(self.params)} parameters")
-        for mine, saved in zip(self.exp_avg + self.exp_avg_sq,
-                               state["exp_avg"] + state["exp_avg_sq"]):
-            if mine.shape != saved.shape:
-                raise ValueError(f"optimizer state shape {tuple(saved.shape)} does not match "
-                                 f"parameter shape {tuple(mine.shape)}")
-            mine.copy_(saved)
+        for p, a, b in zip(self.params, saved_avg, saved_sq):
+            if a.numel() != p.numel() or b.numel() != p.numel():
+                raise ValueError(f"optimizer state of {a.numel()} values does not match a "
+                                 f"parameter of shape {tuple(p.shape)}")
+        device = self._exp_avg.device
+        self._exp_avg.copy_(torch.cat([a.reshape(-1) for a in saved_avg]).to(device))
+        self._exp_avg_sq.copy_(torch.cat([b.reshape(-1) for b in saved_sq]).to(device))
         self.steps = int(state["steps"])
         self.param_groups[0].update(lr=state["lr"], betas=tuple(state["betas"]),
                                     eps=state["eps"])

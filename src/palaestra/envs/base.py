@@ -9,7 +9,7 @@ Conventions:
 - observations: one array per observation spec, shaped ``(n_agents, *spec.shape)``, float32;
   visual observations are channel-last ``(H, W, C)`` in [0, 1].
 - action masks: one bool array ``(n_agents, sum(discrete_branches))``, **True = allowed**
-  (Gymnasium's convention; ML-Agents inverts it).
+  (Gymnasium's convention; ML-Agents inverts it); ``None`` means every action is allowed.
 - continuous actions reach an environment in [-1, 1]; adapters rescale to their bounds.
 """
 from __future__ import annotations

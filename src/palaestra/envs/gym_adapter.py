@@ -139,8 +139,10 @@ class GymnasiumEnv(BaseEnv):
         self._ids = np.arange(n, dtype=np.int64)
         self._obs = [np.zeros((n, *leaf.spec.shape), np.float32) for leaf in self.leaves]
         self._reward = np.zeros(n, np.float32)
-        branches = sum(self.action_map.spec.discrete_branches)
-        self._mask = np.ones((n, branches), bool) if branches else None
+        # Allocated when an env first reports info["action_mask"]; until then no mask is sent
+        # (every action allowed), which spares the policy a masking op per step.
+        self._branches = sum(self.action_map.spec.discrete_branches)
+        self._mask: Optional[np.ndarray] = None
         self._actions: Optional[List[Any]] = None
         self._terminal = TerminalSteps([], np.zeros(0, np.float32), np.zeros(0, bool),
                                        np.zeros(0, np.int64))
@@ -155,7 +157,9 @@ class GymnasiumEnv(BaseEnv):
         else:
             for buf, leaf in zip(self._obs, self.leaves):
                 buf[i] = leaf.extract(obs)
-        if self._mask is not None and info and "action_mask" in info:
+        if self._branches and info and "action_mask" in info:
+            if self._mask is None:
+                self._mask = np.ones((len(self.envs), self._branches), bool)
             self._mask[i] = np.asarray(info["action_mask"], bool).ravel()
 
     def reset(self) -> None:

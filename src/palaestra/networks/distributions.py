@@ -112,24 +112,30 @@ class ActionModel(nn.Module):
     def evaluate(self, h: torch.Tensor, actions: AgentAction, masks: Optional[torch.Tensor] = None
                  ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Log-prob of given actions and the entropy, for the losses."""
-        batch = h.shape[0]
-        log_prob = h.new_zeros(batch)
-        entropy = h.new_zeros(batch)
+        log_probs: List[torch.Tensor] = []
+        entropies: List[torch.Tensor] = []
+        if masks is not None and bool(masks.all()):
+            masks = None  # nothing forbidden: skip the masking op (and its backward)
         if self.mu is not None:
             mu, log_sigma = self._gaussian(h)
             x = actions.continuous_tensor
             if self.tanh_squash:
                 squashed = x.clamp(-1 + 1e-6, 1 - 1e-6)
                 x = torch.atanh(squashed)
-                log_prob = log_prob - torch.log(1.0 - squashed.pow(2) + 1e-6).sum(-1)
-            log_prob = log_prob + self._gaussian_log_prob(x, mu, log_sigma)
-            entropy = entropy + (log_sigma + 0.5 + _LOG_SQRT_2PI).sum(-1)
+                log_probs.append(-torch.log(1.0 - squashed.pow(2) + 1e-6).sum(-1))
+            log_probs.append(self._gaussian_log_prob(x, mu, log_sigma))
+            entropies.append((log_sigma + 0.5 + _LOG_SQRT_2PI).sum(-1))
         if self.logits is not None:
             for i, logits in enumerate(self._branch_logits(h, masks)):
                 log_p = torch.log_softmax(logits, -1)
-                a = actions.discrete_tensor[:, i].long()
-                log_prob = log_prob + log_p.gather(-1, a.unsqueeze(-1)).squeeze(-1)
-                p = log_p.exp()
-                entropy = entropy - (p * log_p).sum(-1)
-        return log_prob, entropy
+                a = actions.discrete_tensor[:, i : i + 1].long()
+                log_probs.append(log_p.gather(-1, a).squeeze(-1))
+                entropies.append(-(log_p.exp() * log_p).sum(-1))
+        return _total(log_probs), _total(entropies)
 
+
+def _total(parts: List[torch.Tensor]) -> torch.Tensor:
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total

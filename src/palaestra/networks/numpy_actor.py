@@ -37,6 +37,7 @@ class NumpyActor:
         self.rng = np.random.default_rng(None if seed < 0 else seed + 7919)
         self._tensors = [t for t in list(actor.parameters()) + list(actor.buffers())]
         self._version = -1
+        self._arange = np.arange(0)
         self.sync()
 
     @staticmethod
@@ -48,6 +49,11 @@ class NumpyActor:
         encoder = actor.network_body.encoder
         return not encoder.visual_index and encoder.vector_size > 0 and \
             not actor.action_model.conditional_sigma
+
+    def _rows(self, n: int) -> np.ndarray:
+        if len(self._arange) != n:
+            self._arange = np.arange(n)
+        return self._arange
 
     def _current_version(self) -> int:
         return sum(t._version for t in self._tensors)
@@ -103,19 +109,21 @@ class NumpyActor:
             logits = x @ self.logits[0] + self.logits[1]
             if mask is not None:
                 logits = np.where(mask, logits, np.float32(-1e8))
-            rows = np.arange(n)
-            noise = None if self.deterministic else \
-                -np.log(-np.log(np.maximum(self.rng.random(logits.shape, np.float32), 1e-10)))
+            if not self.deterministic:
+                # Exponential race, i.e. Gumbel-max: argmax(logits - log E), E ~ Exp(1)
+                perturbed = logits - np.log(self.rng.standard_exponential(logits.shape,
+                                                                          np.float32))
+            else:
+                perturbed = logits
+            rows = self._rows(n)
             picks: List[np.ndarray] = []
             start = 0
             for size in self.branches:  # branches, not agents: usually one
                 part = logits[:, start:start + size]
-                peak = part.max(-1)
-                log_norm = np.log(np.exp(part - peak[:, None]).sum(-1)) + peak
-                a = part.argmax(-1) if noise is None else \
-                    (part + noise[:, start:start + size]).argmax(-1)
+                a = perturbed[:, start:start + size].argmax(-1)
+                peak = part.max(-1, keepdims=True)
+                log_prob += (part[rows, a] - peak[:, 0]) - np.log(np.exp(part - peak).sum(-1))
                 start += size
                 picks.append(a)
-                log_prob += part[rows, a] - log_norm
             disc = picks[0][:, None] if len(picks) == 1 else np.stack(picks, -1)
         return cont, disc.astype(np.int64, copy=False), log_prob.astype(np.float32, copy=False)

@@ -48,7 +48,8 @@ class TorchPPOOptimizer(TorchOptimizer):
                               tensor(BufferKey.DISCRETE_ACTION, torch.long))
         masks = tensor(BufferKey.ACTION_MASK, torch.bool) if BufferKey.ACTION_MASK in batch \
             else None
-        loss_masks = tensor(BufferKey.MASKS)
+        # Without recurrent sequences every row is real: no masking ops in the loss graph.
+        loss_masks = None
         run_out = self.policy.actor.get_stats(obs, actions, masks)
         log_probs, entropy = run_out["log_probs"], run_out["entropy"]
         values, _ = self.critic.critic_pass(obs)
