@@ -51,7 +51,7 @@ class PPOTrainer(OnPolicyTrainer[PPOSettings]):
             buffer[value_estimates_key(name)] = values
             signal_name = self.optimizer.reward_signals[name].name.capitalize()
             self.stats_reporter.add_stat(f"Policy/{signal_name} Value Estimate",
-                                         float(np.mean(values)))
+                                         float(values.mean()))
 
         self.collected_rewards["environment"][agent_id] += float(
             np.sum(buffer[BufferKey.ENVIRONMENT_REWARDS]))
@@ -70,8 +70,12 @@ class PPOTrainer(OnPolicyTrainer[PPOSettings]):
             buffer[returns_key(name)] = ret
             advantages.append(adv)
             returns.append(ret)
-        buffer[BufferKey.ADVANTAGES] = np.mean(advantages, axis=0)
-        buffer[BufferKey.DISCOUNTED_RETURNS] = np.mean(returns, axis=0)
+        if len(advantages) == 1:
+            buffer[BufferKey.ADVANTAGES], buffer[BufferKey.DISCOUNTED_RETURNS] = \
+                advantages[0], returns[0]
+        else:
+            buffer[BufferKey.ADVANTAGES] = np.mean(advantages, axis=0)
+            buffer[BufferKey.DISCOUNTED_RETURNS] = np.mean(returns, axis=0)
         self._append_to_update_buffer(buffer)
         if trajectory.done_reached:
             self._update_end_episode_stats(agent_id, self.optimizer)
