@@ -50,6 +50,7 @@ SB3_PACKAGES = ["stable-baselines3", "gymnasium"]
 CLEANRL_PACKAGES = ["gymnasium==0.29.1", "numpy<2", "tyro", "tensorboard"]
 SYSTEMS = ("palaestra", "sb3", "cleanrl")
 TAIL_LINES = 15
+NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 SB3_SCRIPT = '''\
 """SB3 PPO on CartPole-v1 with CleanRL-equivalent hyperparameters; prints one JSON line."""
@@ -178,7 +179,7 @@ def palaestra_return(run_dir: Path, stdout: str) -> Tuple[Optional[float], Optio
         last = acc.Scalars("Environment/Cumulative Reward")[-1]
         return float(last.value), int(last.step)
     except Exception:  # no tensorboard, no events, no such tag: try the console
-        rewards = re.findall(r"Step: (\d+)\..*?Mean Reward: ([-\d.eE+]+)", stdout)
+        rewards = re.findall(rf"Step: (\d+)\..*?Mean Reward: ({NUMBER})", stdout)
         if rewards:
             return float(rewards[-1][1]), int(rewards[-1][0])
         return None, None
@@ -232,7 +233,7 @@ def run_cleanrl(python: Path, script: Path, num_envs: int, steps: int,
         if proc.returncode != 0:
             return RunResult(error=tail(proc.stderr + proc.stdout))
         episodes = [(int(s), float(r)) for s, r in re.findall(
-            r"global_step=(\d+), episodic_return=\[?([-\d.eE+]+)", proc.stdout)]
+            rf"global_step=(\d+), episodic_return=\[?({NUMBER})", proc.stdout)]
         # ppo.py trains whole iterations only: total // (envs * steps) of them.
         batch = num_envs * peer_steps(num_envs)
         done = steps // batch * batch
