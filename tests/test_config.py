@@ -744,3 +744,25 @@ def test_cli_bad_key_exits_1_before_writing_anything(write, tmp_path):
     assert "Did you mean 'beta'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not results.exists()
+
+
+def test_mlagents_features_not_implemented_are_named_as_such(write, registry):
+    msg, _ = config_error(write, registry, """
+        behaviors:
+          CartPole-v1:
+            trainer_type: ppo
+            self_play:
+              window: 10
+        """)
+    assert "behaviors.CartPole-v1.self_play" in msg
+    assert "self-play is not supported by palaestra yet" in msg
+    msg, _ = config_error(write, registry, """
+        behaviors:
+          CartPole-v1:
+            reward_signals:
+              curiosity:
+                strength: 0.02
+        """)
+    assert "behaviors.CartPole-v1.reward_signals.curiosity" in msg
+    assert "curiosity reward signal ('curiosity') is an ML-Agents feature" in msg
+    assert "Allowed values: extrinsic" in msg

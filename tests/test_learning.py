@@ -48,3 +48,18 @@ def test_ppo_learns_continuous_control_clearly_better_than_random(tmp_path, monk
     # a random policy scores about -10 here; the first summary is mostly random play
     assert rewards[0] < -6, rewards
     assert rewards[-1] > -4.5, rewards
+
+
+def test_ppo_shared_critic_with_normalisation_learns(tmp_path):
+    """The other network arrangement: one body for actor and critic, normalised inputs."""
+    config = tmp_path / "shared.yaml"
+    config.write_text(yaml.safe_dump({"behaviors": {"CartPole-v1": {
+        "trainer_type": "ppo",
+        "hyperparameters": {"batch_size": 128, "buffer_size": 1024, "learning_rate": 1e-3,
+                            "num_epoch": 6, "shared_critic": True},
+        "network_settings": {"hidden_units": 64, "num_layers": 2, "normalize": True},
+        "max_steps": 20000, "time_horizon": 128, "summary_freq": 5000}},
+        "env_settings": {"env_path": "CartPole-v1", "num_envs": 8, "seed": 2}}))
+    assert learn(str(config), "--run-id", "sh", "--results-dir", str(tmp_path)) == 0
+    rewards = [v for _, v in scalars(str(tmp_path / "sh" / "CartPole-v1"))[REWARD]]
+    assert rewards[-1] > 3 * rewards[0] and rewards[-1] > 100, rewards

@@ -89,6 +89,10 @@ class _Structurer:
         allowed = [m.value for m in tp]  # type: ignore[attr-defined]
         if isinstance(value, str) and value.lower() in allowed:
             return tp(value.lower())
+        if isinstance(value, str) and value in _NOT_YET:
+            raise self.error(path, f"{_NOT_YET[value]} ('{value}') is an ML-Agents feature "
+                                   f"palaestra does not support yet. Allowed values: "
+                                   f"{', '.join(map(str, allowed))}.")
         raise self.error(path, f"invalid value {value!r}. Allowed values: "
                                f"{', '.join(map(str, allowed))}.")
 
@@ -145,7 +149,17 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+# ML-Agents settings that an ML-Agents config may hold but palaestra does not implement yet:
+# named as such, so the user is not told they made a typo.
+_NOT_YET = {"self_play": "self-play", "behavioral_cloning": "behavioral cloning",
+            "gail": "the GAIL reward signal", "curiosity": "the curiosity reward signal",
+            "rnd": "the RND reward signal"}
+
+
 def _unknown_key_message(key: str, value: Any, fields: Mapping[str, Any]) -> str:
+    if key in _NOT_YET:
+        return (f"'{key}' is an ML-Agents setting, but {_NOT_YET[key]} is not supported by "
+                f"palaestra yet; remove it. Allowed keys: {', '.join(sorted(fields))}.")
     close = difflib.get_close_matches(str(key), list(fields), n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return (f"unknown key '{key}' (value {value!r}).{hint} Allowed keys: "
