@@ -1,6 +1,7 @@
 """Environments: the step-result types and the ways to make one from an ``--env`` string.
 
 ``--env`` (or ``env_settings.env_path``) accepts:
+- a built-in environment name (``3DBall``, ``Basic``, ... see `palaestra.envs.builtin`),
 - a Gymnasium id (``CartPole-v1``, ``Pendulum-v1``, ``mymodule:MyEnv-v0`` for ids that Gymnasium
   imports from a module),
 - ``module.path:factory`` for a user's own environment: a callable returning a
@@ -63,7 +64,14 @@ def make_environment(env_path: Optional[str], env_args: Any = None, num_envs: in
             "No environment given: pass --env <gymnasium id | module:factory> or set "
             "env_settings.env_path in the config.")
     kwargs = parse_env_args(env_args)
+    from palaestra.envs.builtin import BUILTIN_ENVS, make_builtin
     from palaestra.envs.gym_adapter import GymnasiumEnv
+
+    if env_path in BUILTIN_ENVS:
+        try:
+            return make_builtin(env_path, num_envs, seed, **kwargs)
+        except TypeError as exc:  # unknown env_args
+            raise EnvironmentSetupError(f"--env {env_path}: {exc}") from None
 
     factory = _resolve(env_path, kwargs)
     try:
