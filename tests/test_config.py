@@ -766,3 +766,15 @@ def test_mlagents_features_not_implemented_are_named_as_such(write, registry):
     assert "behaviors.CartPole-v1.reward_signals.curiosity" in msg
     assert "curiosity reward signal ('curiosity') is an ML-Agents feature" in msg
     assert "Allowed values: extrinsic" in msg
+
+
+def test_recurrent_memory_is_refused_before_anything_is_written(tmp_path):
+    from helpers import learn
+
+    config = tmp_path / "lstm.yaml"
+    config.write_text("behaviors:\n  CartPole-v1:\n    network_settings:\n      memory:\n"
+                      "        sequence_length: 16\n        memory_size: 32\n")
+    results = tmp_path / "results"
+    assert learn(str(config), "--env", "CartPole-v1", "--run-id", "m",
+                 "--results-dir", str(results)) == 1
+    assert not results.exists()

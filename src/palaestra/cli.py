@@ -89,13 +89,14 @@ def run_learn(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from palaestra.config import dump_run_options, load_run_options
+    from palaestra.config import check_supported, dump_run_options, load_run_options
     from palaestra.controller import TrainerController
     from palaestra.envs import make_environment
     from palaestra.registry import TrainerRegistry, load_stats_writer_factories
 
     registry = TrainerRegistry.from_entry_points()
     options = load_run_options(args.trainer_config_path, registry, _overrides(args))
+    check_supported(options, args.trainer_config_path)
     logging.getLogger("palaestra").setLevel(logging.DEBUG if options.debug else logging.INFO)
     if args.max_steps is not None:
         for settings in [*options.behaviors.values(), options.default_settings]:

@@ -292,6 +292,19 @@ def load_run_options(path: Optional[str], registry: TrainerRegistry,
     return options
 
 
+def check_supported(options: RunOptions, source: Optional[str]) -> None:
+    """Reject settings that parse (they are valid ML-Agents) but that palaestra cannot run yet,
+    before the run writes anything to disk."""
+    named = [(f"behaviors.{n}", s) for n, s in options.behaviors.items()]
+    if options.default_settings is not None:
+        named.append(("default_settings", options.default_settings))
+    for path, settings in named:
+        if settings.network_settings.memory is not None:
+            raise TrainerConfigError(
+                f"{source or '<command line>'}: {path}.network_settings.memory: recurrent "
+                "networks are not supported by palaestra yet; remove the memory section.")
+
+
 def dump_run_options(options: RunOptions, path: str) -> None:
     """Write the resolved configuration (every default filled in) next to the run's results."""
     data = options.as_dict()
