@@ -18,8 +18,8 @@ class OffPolicyTrainer(RLTrainer[H]):
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
-        self.update_steps = 1
-        self.reward_signal_update_steps = 1
+        self.update_steps = 0
+        self.reward_signal_update_steps = 0
 
     @property
     def _hp(self) -> OffPolicyHyperparamSettings:
@@ -37,7 +37,8 @@ class OffPolicyTrainer(RLTrainer[H]):
                 and self.get_step >= hp.buffer_init_steps)
 
     def _updates_due(self, done: int, steps_per_update: float) -> bool:
-        return (self.get_step - self._hp.buffer_init_steps) / done > steps_per_update
+        """One more update is due while done + 1 updates fit in the steps since warm-up."""
+        return self.get_step - self._hp.buffer_init_steps >= (done + 1) * steps_per_update
 
     def _update_policy(self) -> bool:
         """As many gradient steps as the agent steps since the last call allow."""

@@ -1,0 +1,72 @@
+"""OffPolicyTrainer: replay capacity, warm-up and the steps-per-update ratio."""
+import numpy as np
+
+from palaestra import (ActionSpec, AgentBuffer, obs_key, BehaviorIdentifiers, BehaviorSpec,
+                       NetworkSettings, ObservationSpec, OffPolicyHyperparamSettings,
+                       OffPolicyTrainer, SimpleActor, TorchOptimizer, TorchPolicy,
+                       TrainerSettings, Trajectory)
+
+
+class CountingOptimizer(TorchOptimizer):
+    def __init__(self, policy, settings):
+        super().__init__(policy, settings)
+        self.batches = []
+
+    def update(self, batch: AgentBuffer, num_sequences: int):
+        self.batches.append(batch.num_experiences)
+        return {"Losses/Fake": 1.0}
+
+
+class ReplayTrainer(OffPolicyTrainer[OffPolicyHyperparamSettings]):
+    @staticmethod
+    def get_trainer_name():
+        return "replay"
+
+    def create_policy(self, parsed_behavior_id, behavior_spec):
+        return TorchPolicy(self.seed, behavior_spec, self.trainer_settings.network_settings,
+                           SimpleActor, {})
+
+    def create_optimizer(self):
+        return CountingOptimizer(self.policy, self.trainer_settings)
+
+    def _process_trajectory(self, trajectory):
+        super()._process_trajectory(trajectory)
+        self._append_to_update_buffer(trajectory.to_agentbuffer())
+
+
+def _trajectory(n, start):
+    obs = np.arange(start, start + n, dtype=np.float32)[:, None].repeat(2, 1)
+    return Trajectory([obs], [obs[-1] + 1], np.zeros((n, 1), np.float32),
+                      np.zeros((n, 0), np.int64), np.zeros(n, np.float32), np.ones(n, np.float32),
+                      None, False, False, 0, "B")
+
+
+def test_replay_warmup_ratio_and_capacity(tmp_path):
+    hp = OffPolicyHyperparamSettings(batch_size=16, buffer_size=100, buffer_init_steps=40,
+                                     steps_per_update=2.0)
+    settings = TrainerSettings(trainer_type="replay", hyperparameters=hp,
+                               network_settings=NetworkSettings(hidden_units=8, num_layers=1),
+                               max_steps=10_000, summary_freq=10_000, checkpoint_interval=10_000)
+    trainer = ReplayTrainer("B", 1, settings, True, False, 0, str(tmp_path))
+    bid = BehaviorIdentifiers.from_name_behavior_id("B")
+    spec = BehaviorSpec([ObservationSpec((2,))], ActionSpec.create_continuous(1))
+    trainer.add_policy(bid, trainer.create_policy(bid, spec))
+    optimizer = trainer.optimizer
+
+    trainer.publish_trajectory(_trajectory(30, 0))
+    trainer.advance()
+    assert optimizer.batches == []  # still warming up (30 < buffer_init_steps)
+
+    step = 30
+    for _ in range(10):
+        trainer.publish_trajectory(_trajectory(20, step))
+        step += 20
+        trainer.advance()
+    assert trainer.get_step == 230
+    # (230 - 40) / 2 = 95 gradient steps, all on full minibatches
+    assert len(optimizer.batches) == 95 and set(optimizer.batches) == {16}
+    # the replay buffer keeps the newest buffer_size experiences
+    assert trainer.update_buffer.num_experiences == 100
+    kept = trainer.update_buffer[obs_key(0)][:, 0]
+    np.testing.assert_array_equal(kept, np.arange(130, 230, dtype=np.float32))
+    assert trainer.stats_reporter.get_stats_summaries("Losses/Fake").mean == 1.0
