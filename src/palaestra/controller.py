@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import time
 from typing import Dict, List, Optional
 
 from palaestra.agent_processor import AgentProcessor
@@ -76,6 +77,7 @@ class TrainerController:
         self._create_trainers()
         previous = signal.signal(signal.SIGTERM, self._request_stop)
         interrupted = False
+        start = time.perf_counter()
         try:
             self.env_manager.reset()
             trainers = list(self.trainers.values())
@@ -86,6 +88,8 @@ class TrainerController:
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            # The whole loop, so that the share of untimed work can be read off timers.json.
+            self.timers.add("training_loop", time.perf_counter() - start)
             signal.signal(signal.SIGTERM, previous)
             if interrupted or self._stop_requested:
                 logger.info("Training interrupted: saving checkpoints before exiting.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from time import perf_counter
 from typing import Dict, List
 
 import numpy as np
@@ -30,9 +31,13 @@ class OnPolicyTrainer(RLTrainer[H]):
             buffer[BufferKey.ADVANTAGES] = (adv - adv.mean()) / (adv.std() + 1e-10)
         stats: Dict[str, List[float]] = defaultdict(list)
         num_sequences = hp.batch_size
+        add = self.timers.add
         for _ in range(hp.num_epoch):
             for batch in buffer.minibatches(hp.batch_size, self.rng):
-                for key, value in self.optimizer.update(batch, num_sequences).items():
+                start = perf_counter()
+                result = self.optimizer.update(batch, num_sequences)
+                add("gradient_step", perf_counter() - start)
+                for key, value in result.items():
                     stats[key].append(value)
         for key, value in self.optimizer.update_reward_signals(buffer).items():
             stats[key].append(value)
