@@ -24,6 +24,7 @@ from palaestra.stats import StatsReporter, StatsSummary, StatsWriter
 from palaestra.trainer import (BehaviorIdentifiers, OffPolicyTrainer, OnPolicyTrainer, RLTrainer,
                                compute_gae, discount_rewards, get_gae)
 from palaestra.trajectory import AgentExperience, Trajectory
+import palaestra.envs.builtin  # noqa: E402,F401  (registers the palaestra/<Name>-v0 Gymnasium ids)
 
 __version__ = "0.1.0"
 

@@ -41,3 +41,5 @@ def make_builtin(name: str, num_envs: int = 1, seed: Optional[int] = None,
 
 def make_gym_env(name: str, **env_args: Any) -> CoreGymEnv:
     return CoreGymEnv(BUILTIN_ENVS[name](num_agents=1, **env_args))
+from palaestra.envs.builtin import basic, gridworld  # noqa: E402,F401
+from palaestra.envs.builtin import ball3d  # noqa: E402,F401
