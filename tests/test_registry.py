@@ -265,7 +265,9 @@ def test_broken_plugin_is_reported_and_others_still_work(plugin_dir, caplog, sou
     # the others load, and the broken one registered nothing
     assert registry.get("ppo").trainer_cls is PPOTrainer
     assert registry.get("mytype").distribution == "good-plugin"
-    assert set(registry.names()) == {"ppo", "mytype"}
+    # other installed plugins (e.g. palaestra-trainer-plugin) may be present too
+    assert {"ppo", "mytype"} <= set(registry.names())
+    assert not set(registry.names()) & {"importfails", "wrongshape", "nosettings"}
     # asking for the broken type says it failed to load
     with pytest.raises(TrainerConfigError) as info:
         registry.get(entry_name)
@@ -289,7 +291,7 @@ def test_learn_with_broken_plugin_type_names_the_failure(plugin_dir, tmp_path, c
     assert code == 1, err
     assert err.startswith("TrainerConfigError: ")
     assert "Invalid trainer type importfails was found" in err
-    assert "Installed trainer types: ppo" in err
+    assert "Installed trainer types:" in err and "ppo" in err
     assert "Plugins that failed to load: importfails" in err
     assert not results.exists()
 
@@ -322,7 +324,7 @@ def test_empty_registry_error():
 
 
 def test_known_provider_hint():
-    registry = fresh_registry()
+    registry = TrainerRegistry()  # as if the plugin package were not installed
     with pytest.raises(TrainerConfigError) as info:
         registry.get("a2c")
     assert "palaestra-trainer-plugin" in str(info.value)
