@@ -105,10 +105,11 @@ class RLTrainer(abc.ABC, Generic[H]):
 
         Subclasses call ``super()._process_trajectory(trajectory)`` first, then turn the
         trajectory into an AgentBuffer and `_append_to_update_buffer` it."""
-        step = self._step + len(trajectory)
-        self._maybe_write_summary(step)
-        self._maybe_save_model(step)
+        # Count first, so a checkpoint's step always equals the trainer's step when it was
+        # written (an interrupt between the two would otherwise resume from an older count).
         self._increment_step(len(trajectory))
+        self._maybe_write_summary(self._step)
+        self._maybe_save_model(self._step)
 
     # -- wiring (called by the controller) ---------------------------------------------------
     def bind_run(self, stats_reporter: StatsReporter, device: str, status_path: Optional[str],
@@ -209,12 +210,12 @@ class RLTrainer(abc.ABC, Generic[H]):
         step = self._step if step is None else step
         if self._checkpoints is None or step == self._last_saved_step:
             return None
-        self._last_saved_step = step
         summary = self.stats_reporter.get_stats_summaries("Environment/Cumulative Reward")
         with self.timers.time("save_model"):
             path = self._checkpoints.save(self.checkpoint_modules(), step,
                                           {"trainer_type": self.get_trainer_name()},
                                           None if summary is None else summary.mean)
+        self._last_saved_step = step  # only once complete: an interrupted save is redone
         logger.info("Saved checkpoint %s", path)
         return path
 
