@@ -39,18 +39,21 @@ class Normalizer(nn.Module):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
-        x = x.reshape(-1, self.mean.shape[0]).to(torch.float64)
+        """Merge a batch's mean and variance into the running ones, in place (7 small ops:
+        this runs once per trajectory for the actor and once for the critic)."""
+        x = x.reshape(-1, self.mean.shape[0])
         n = x.shape[0]
         if n == 0:
             return
-        b_mean, b_var = x.mean(0), x.var(0, unbiased=False)
-        total = self.count + n
-        delta = b_mean - self.mean.double()
-        new_mean = self.mean.double() + delta * n / total
-        m2 = self.var.double() * self.count + b_var * n + delta.pow(2) * self.count * n / total
-        self.mean.copy_(new_mean.float())
-        self.var.copy_((m2 / total).float())
-        self.count.copy_(total)
+        batch_var, batch_mean = torch.var_mean(x, dim=0, unbiased=False)
+        count = float(self.count)
+        total = count + n
+        delta = batch_mean - self.mean
+        self.mean.add_(delta, alpha=n / total)
+        # var_new = (var*count + batch_var*n + delta^2 * count*n/total) / total
+        self.var.mul_(count / total).add_(batch_var, alpha=n / total)
+        self.var.addcmul_(delta, delta, value=count * n / (total * total))
+        self.count.fill_(total)
 
 
 def _conv_out(module: nn.Module, shape: Tuple[int, int, int]) -> int:
