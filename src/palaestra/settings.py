@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from palaestra.exception import TrainerConfigError
 
@@ -228,9 +228,6 @@ class RunOptions(Settings):
     checkpoint_settings: CheckpointSettings = setting(factory=CheckpointSettings)
     torch_settings: TorchSettings = setting(factory=TorchSettings)
     debug: bool = setting(False, "Verbose logging.")
-
-    # Set while loading: the config file this came from, for error messages.
-    source: ClassVar[Optional[str]] = None
 
     def behavior_settings(self, name: str) -> TrainerSettings:
         """Settings of `name`, falling back to default_settings as ML-Agents does."""
