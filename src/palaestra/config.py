@@ -13,6 +13,7 @@ import difflib
 import enum
 import logging
 import math
+import operator
 import os
 import types
 import typing
@@ -166,15 +167,17 @@ def _unknown_key_message(key: str, value: Any, fields: Mapping[str, Any]) -> str
             f"{', '.join(sorted(fields))}.")
 
 
+_BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"), "le": (operator.le, "<="),
+           "lt": (operator.lt, "<")}
+
+
 def _check_bounds(st: _Structurer, f: dataclasses.Field, value: Any, path: str) -> None:
     if value is None or not isinstance(value, (int, float)) or isinstance(value, bool):
         return
-    meta = f.metadata
-    checks = [("ge", value >= (meta.get("ge") or 0), ">="), ("gt", value > (meta.get("gt") or 0), ">"),
-              ("le", value <= (meta.get("le") or 0), "<="), ("lt", value < (meta.get("lt") or 0), "<")]
-    for name, ok, symbol in checks:
-        if meta.get(name) is not None and not ok:
-            raise st.error(path, f"value {value!r} is out of range: must be {symbol} {meta[name]}")
+    for name, (holds, symbol) in _BOUNDS.items():
+        bound = f.metadata.get(name)
+        if bound is not None and not holds(value, bound):
+            raise st.error(path, f"value {value!r} is out of range: must be {symbol} {bound}")
 
 
 def deep_update(base: Dict[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:

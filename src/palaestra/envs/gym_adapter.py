@@ -18,7 +18,8 @@ import gymnasium as gym
 import numpy as np
 
 from palaestra.envs.base import (ActionSpec, ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
-                                 ObservationKind, ObservationSpec, TerminalSteps)
+                                 ObservationKind, ObservationSpec, TerminalSteps,
+                                 empty_terminal_steps)
 from palaestra.exception import EnvironmentSetupError
 
 SUPPORTED_OBS = "Box, Discrete, MultiBinary, MultiDiscrete, and Dict/Tuple of these"
@@ -144,8 +145,7 @@ class GymnasiumEnv(BaseEnv):
         self._branches = sum(self.action_map.spec.discrete_branches)
         self._mask: Optional[np.ndarray] = None
         self._actions: Optional[List[Any]] = None
-        self._terminal = TerminalSteps([], np.zeros(0, np.float32), np.zeros(0, bool),
-                                       np.zeros(0, np.int64))
+        self._terminal = empty_terminal_steps(self._spec)
 
     @property
     def behavior_specs(self) -> Mapping[str, BehaviorSpec]:
@@ -170,12 +170,7 @@ class GymnasiumEnv(BaseEnv):
                 e.action_space.seed(seed)
             self._write_obs(i, obs, info)
         self._reward[:] = 0.0
-        self._terminal = self._empty_terminal()
-
-    def _empty_terminal(self) -> TerminalSteps:
-        obs = [np.zeros((0, *leaf.spec.shape), np.float32) for leaf in self.leaves]
-        return TerminalSteps(obs, np.zeros(0, np.float32), np.zeros(0, bool),
-                             np.zeros(0, np.int64))
+        self._terminal = empty_terminal_steps(self._spec)
 
     def get_steps(self, behavior_name: str) -> Tuple[DecisionSteps, TerminalSteps]:
         mask = None if self._mask is None else self._mask.copy()
@@ -208,7 +203,7 @@ class GymnasiumEnv(BaseEnv):
                                            np.asarray(done_trunc, bool),
                                            np.asarray(done_ids, np.int64))
         elif len(self._terminal):
-            self._terminal = self._empty_terminal()
+            self._terminal = empty_terminal_steps(self._spec)
 
     def close(self) -> None:
         for e in self.envs:

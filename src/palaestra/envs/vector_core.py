@@ -16,7 +16,8 @@ import gymnasium as gym
 import numpy as np
 
 from palaestra.envs.base import (ActionSpec, ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
-                                 ObservationKind, ObservationSpec, TerminalSteps)
+                                 ObservationKind, ObservationSpec, TerminalSteps,
+                                 empty_terminal_steps)
 
 
 class VectorCore(abc.ABC):
@@ -60,13 +61,8 @@ class CoreEnv(BaseEnv):
         self._seed = seed
         self._ids = np.arange(core.num_agents, dtype=np.int64)
         self._reward = np.zeros(core.num_agents, np.float32)
-        self._terminal = self._no_terminal()
+        self._terminal = empty_terminal_steps(self._spec)
         self._actions: Optional[ActionTuple] = None
-
-    def _no_terminal(self) -> TerminalSteps:
-        obs = [np.zeros((0, *o.shape), np.float32) for o in self._spec.observation_specs]
-        return TerminalSteps(obs, np.zeros(0, np.float32), np.zeros(0, bool),
-                             np.zeros(0, np.int64))
 
     @property
     def behavior_specs(self) -> Mapping[str, BehaviorSpec]:
@@ -76,7 +72,7 @@ class CoreEnv(BaseEnv):
         self.core.seed(None if self._seed is None or self._seed < 0 else self._seed)
         self.core.reset_agents(np.ones(self.core.num_agents, bool))
         self._reward[:] = 0.0
-        self._terminal = self._no_terminal()
+        self._terminal = empty_terminal_steps(self._spec)
 
     def get_steps(self, behavior_name: str) -> Tuple[DecisionSteps, TerminalSteps]:
         return DecisionSteps(self.core.observe(), self._reward, self._ids,
@@ -99,7 +95,7 @@ class CoreEnv(BaseEnv):
             self.core.reset_agents(done)
             reward = np.where(done, 0.0, reward)
         elif len(self._terminal):
-            self._terminal = self._no_terminal()
+            self._terminal = empty_terminal_steps(self._spec)
         self._reward = reward.astype(np.float32)
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from palaestra.buffer import AgentBuffer
 from palaestra.checkpoint import CheckpointManager, load_checkpoint, restore_modules
 from palaestra.envs.base import BehaviorSpec
+from palaestra.networks.networks import SharedActorCritic, SimpleActor
 from palaestra.optimizer import TorchOptimizer
 from palaestra.policy import TorchPolicy
 from palaestra.settings import HyperparamSettings, TrainerSettings
@@ -94,6 +95,19 @@ class RLTrainer(abc.ABC, Generic[H]):
     @abc.abstractmethod
     def _update_policy(self) -> bool:
         """Train on the update buffer; True if the policy changed."""
+
+    def actor_critic_policy(self, behavior_spec: BehaviorSpec, shared_critic: bool,
+                            **actor_kwargs: Any) -> TorchPolicy:
+        """The usual `create_policy`: a `SimpleActor` policy, or a `SharedActorCritic` with one
+        value head per configured reward signal when the critic shares the actor's body."""
+        actor_cls: type = SimpleActor
+        kwargs: Dict[str, Any] = {"conditional_sigma": False, "tanh_squash": False,
+                                  **actor_kwargs}
+        if shared_critic:
+            actor_cls = SharedActorCritic
+            kwargs["stream_names"] = [key.value for key in self.trainer_settings.reward_signals]
+        return TorchPolicy(self.seed, behavior_spec, self.trainer_settings.network_settings,
+                           actor_cls, kwargs)
 
     @staticmethod
     def get_trainer_name() -> str:

@@ -1,8 +1,8 @@
 """The A2C trainer: on-policy, GAE targets from palaestra's helper, one loss of its own."""
-from typing import Any, Dict, Tuple, Type, Union
+from typing import Dict, Tuple
 
-from palaestra import (BehaviorIdentifiers, BehaviorSpec, OnPolicyTrainer, SharedActorCritic,
-                       SimpleActor, TorchOptimizer, TorchPolicy, Trajectory)
+from palaestra import (BehaviorIdentifiers, BehaviorSpec, OnPolicyTrainer, TorchOptimizer,
+                       TorchPolicy, Trajectory)
 from palaestra_trainer_plugin.a2c.optimizer import A2COptimizer
 from palaestra_trainer_plugin.a2c.settings import A2CSettings
 
@@ -14,13 +14,7 @@ class A2CTrainer(OnPolicyTrainer[A2CSettings]):
 
     def create_policy(self, parsed_behavior_id: BehaviorIdentifiers,
                       behavior_spec: BehaviorSpec) -> TorchPolicy:
-        actor_cls: Union[Type[SimpleActor], Type[SharedActorCritic]] = SimpleActor
-        kwargs: Dict[str, Any] = {"conditional_sigma": False, "tanh_squash": False}
-        if self.hyperparameters.shared_critic:
-            actor_cls = SharedActorCritic
-            kwargs["stream_names"] = [k.value for k in self.trainer_settings.reward_signals]
-        return TorchPolicy(self.seed, behavior_spec, self.trainer_settings.network_settings,
-                           actor_cls, kwargs)
+        return self.actor_critic_policy(behavior_spec, self.hyperparameters.shared_critic)
 
     def create_optimizer(self) -> TorchOptimizer:
         assert self.policy is not None

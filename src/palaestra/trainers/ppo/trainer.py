@@ -1,8 +1,6 @@
 """The PPO trainer: the specification's `_process_trajectory`, written as a plugin would."""
-from typing import Any, Dict, Type, Union
-
-from palaestra import (BehaviorIdentifiers, BehaviorSpec, OnPolicyTrainer, SharedActorCritic,
-                       SimpleActor, TorchOptimizer, TorchPolicy, Trajectory)
+from palaestra import (BehaviorIdentifiers, BehaviorSpec, OnPolicyTrainer, TorchOptimizer,
+                       TorchPolicy, Trajectory)
 from palaestra.trainers.ppo.optimizer import TorchPPOOptimizer
 from palaestra.trainers.ppo.settings import PPOSettings
 
@@ -20,14 +18,8 @@ class PPOTrainer(OnPolicyTrainer[PPOSettings]):
 
     def create_policy(self, parsed_behavior_id: BehaviorIdentifiers,
                       behavior_spec: BehaviorSpec) -> TorchPolicy:
-        actor_cls: Union[Type[SimpleActor], Type[SharedActorCritic]] = SimpleActor
-        actor_kwargs: Dict[str, Any] = {"conditional_sigma": False, "tanh_squash": False}
-        if self.shared_critic:
-            actor_cls = SharedActorCritic
-            actor_kwargs["stream_names"] = [key.value for key in
-                                            self.trainer_settings.reward_signals]
-        return TorchPolicy(self.seed, behavior_spec, self.trainer_settings.network_settings,
-                           actor_cls, actor_kwargs)
+        # SimpleActor, or SharedActorCritic with a value head per reward signal
+        return self.actor_critic_policy(behavior_spec, self.shared_critic)
 
     def create_optimizer(self) -> TorchOptimizer:
         assert self.policy is not None
