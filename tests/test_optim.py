@@ -1,4 +1,5 @@
 """palaestra.Adam must follow torch.optim.Adam step for step (it replaces it to save start-up)."""
+import pytest
 import torch
 
 from palaestra import Adam
@@ -72,3 +73,39 @@ def test_adam_follows_parameters_whose_storage_was_replaced():
             opt.step()
     for a, b in zip(ours_model.parameters(), ref_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_adam_max_grad_norm_matches_clip_grad_norm_then_adam():
+    ours_model, ref_model = _model(5), _model(5)
+    ours = Adam(ours_model.parameters(), lr=1e-2, max_grad_norm=0.05)
+    ref = torch.optim.Adam(ref_model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(10):
+        x = torch.randn(16, 5, generator=gen)
+        for model, opt in ((ours_model, ours), (ref_model, ref)):
+            opt.zero_grad()
+            model(x).pow(2).sum().backward()
+            if opt is ref:
+                norm = torch.nn.utils.clip_grad_norm_(ref_model.parameters(), 0.05)
+            opt.step()
+        assert ours.last_grad_norm == pytest.approx(float(norm), rel=1e-5)
+        assert float(norm) > 0.05  # the clip was active
+    for a, b in zip(ours_model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_adam_keeps_parameters_as_views_of_one_flat_buffer_and_bumps_versions():
+    model = _model(6)
+    opt = Adam(model.parameters(), lr=0.1)
+    versions = [p._version for p in model.parameters()]
+    model(torch.randn(4, 5)).sum().backward()
+    opt.step()
+    assert all(p._version > v for p, v in zip(model.parameters(), versions))
+    flat = opt._flat
+    for p in model.parameters():
+        assert p.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr()
+    # a state_dict load copies in place: the parameters stay views and the values arrive
+    other = _model(7)
+    model.load_state_dict(other.state_dict())
+    assert opt._still_flat()
+    torch.testing.assert_close(opt._flat[: 5 * 16].view(16, 5), other[0].weight)

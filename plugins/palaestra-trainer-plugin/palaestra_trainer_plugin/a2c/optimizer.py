@@ -22,7 +22,8 @@ class A2COptimizer(TorchOptimizer):
             self.critic = ValueNetwork(self.stream_names, policy.behavior_spec.observation_specs,
                                        trainer_settings.network_settings).to(policy.device)
             self.params = list(policy.actor.parameters()) + list(self.critic.parameters())
-        self.optimizer = Adam(self.params, lr=hp.learning_rate, eps=1e-5)
+        self.optimizer = Adam(self.params, lr=hp.learning_rate, eps=1e-5,
+                              max_grad_norm=hp.max_grad_norm)
         steps = trainer_settings.max_steps
         self.decay_learning_rate = DecayedValue(hp.learning_rate_schedule, hp.learning_rate,
                                                 1e-10, steps)
@@ -52,9 +53,7 @@ class A2COptimizer(TorchOptimizer):
         ModelUtils.update_learning_rate(self.optimizer, lr)
         self.optimizer.zero_grad()
         loss.backward()
-        if self.hp.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.hp.max_grad_norm)
-        self.optimizer.step()
+        self.optimizer.step()  # clips the global gradient norm first
         return {"Losses/Policy Loss": abs(policy_loss.item()),
                 "Losses/Value Loss": value_loss.item(), "Policy/Learning Rate": lr,
                 "Policy/Beta": beta, "Policy/Entropy": entropy.item()}

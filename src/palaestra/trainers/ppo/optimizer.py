@@ -25,7 +25,8 @@ class TorchPPOOptimizer(TorchOptimizer):
             self.critic.to(policy.device)
             params = list(policy.actor.parameters()) + list(self.critic.parameters())
         self.params = params
-        self.optimizer = Adam(params, lr=hp.learning_rate, eps=1e-5)
+        self.optimizer = Adam(params, lr=hp.learning_rate, eps=1e-5,
+                              max_grad_norm=hp.max_grad_norm)
         max_steps = trainer_settings.max_steps
         self.decay_learning_rate = DecayedValue(hp.learning_rate_schedule, hp.learning_rate,
                                                 1e-10, max_steps)
@@ -71,9 +72,7 @@ class TorchPPOOptimizer(TorchOptimizer):
         ModelUtils.update_learning_rate(self.optimizer, decay_lr)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.hyperparameters.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.hyperparameters.max_grad_norm)
-        self.optimizer.step()
+        self.optimizer.step()  # clips the global gradient norm first if max_grad_norm is set
         return {
             "Losses/Policy Loss": torch.abs(policy_loss).item(),
             "Losses/Value Loss": value_loss.item(),
