@@ -7,7 +7,7 @@ that every actor-critic method needs before it can compute returns.
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -103,14 +103,27 @@ class TorchOptimizer(abc.ABC):
 
         `done` is True only for a real termination: then the bootstrap value is 0; for a
         trajectory cut by `time_horizon` or truncated by a time limit it is V(next_obs)."""
+        estimates, bootstrap = self.get_batch_value_estimates(
+            batch, [np.asarray(o)[None] for o in next_obs], np.array([done]))
+        return estimates, {name: float(v[0]) for name, v in bootstrap.items()}
+
+    def get_batch_value_estimates(self, batch: AgentBuffer, next_obs: List[np.ndarray],
+                                  done: np.ndarray
+                                  ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+        """`get_trajectory_value_estimates` for K trajectories back to back in `batch`, in one
+        critic pass: `next_obs[i]` stacks the K observations (of index i) after each
+        trajectory, `done` (K,) marks real terminations. Returns the values of every row
+        {name: (N,)} and the bootstrap values {name: (K,)} (0 where `done`)."""
         assert self.critic is not None, "a TorchOptimizer must set self.critic"
         n_obs = len(next_obs)
         with torch.no_grad():
             device = self.policy.device
             obs = obs_tensors(batch, n_obs, device=device)
-            obs = [torch.cat([o, torch.as_tensor(nxt, dtype=torch.float32, device=device)[None]])
+            obs = [torch.cat([o, torch.as_tensor(nxt, dtype=torch.float32, device=device)])
                    for o, nxt in zip(obs, next_obs)]
             values, _ = self.critic.critic_pass(obs)
-        estimates = {name: v[:-1].cpu().numpy() for name, v in values.items()}
-        bootstrap = {name: 0.0 if done else float(v[-1]) for name, v in values.items()}
+        n = batch.num_experiences
+        keep = 1.0 - np.asarray(done, np.float32)
+        estimates = {name: v[:n].cpu().numpy() for name, v in values.items()}
+        bootstrap = {name: v[n:].cpu().numpy() * keep for name, v in values.items()}
         return estimates, bootstrap

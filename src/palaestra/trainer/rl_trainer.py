@@ -13,7 +13,7 @@ import logging
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Dict, Generic, List, Optional, TypeVar
+from typing import Any, Dict, Generic, List, Optional, Sequence, TypeVar
 
 import numpy as np
 from torch import nn
@@ -72,6 +72,7 @@ class RLTrainer(abc.ABC, Generic[H]):
         self.timers = Timers()
         self.status_path: Optional[str] = None
         self._queue: List[Trajectory] = []
+        self._queued_steps = 0
         self._step = 0
         self._next_summary = trainer_settings.summary_freq
         self._next_save = trainer_settings.checkpoint_interval
@@ -158,14 +159,28 @@ class RLTrainer(abc.ABC, Generic[H]):
     # -- the loop ----------------------------------------------------------------------------
     def publish_trajectory(self, trajectory: Trajectory) -> None:
         self._queue.append(trajectory)
+        self._queued_steps += len(trajectory)
+
+    def _should_process_queue(self) -> bool:
+        """Whether `advance` processes the queued trajectories now. Every iteration by
+        default; `OnPolicyTrainer` waits until the update, a summary or a checkpoint needs
+        them, so that they can be processed as one batch."""
+        return True
+
+    def _process_trajectories(self, trajectories: Sequence[Trajectory]) -> None:
+        """Hand queued trajectories to `_process_trajectory`, in order. A trainer that can
+        process several at once overrides this (PPO: `process_with_gae_batch`); it must still
+        call `RLTrainer._process_trajectory` (via super()) for each, to count its steps."""
+        for trajectory in trajectories:
+            self._process_trajectory(trajectory)
 
     def advance(self) -> None:
-        """Process queued trajectories, then update if ready. Called once per env step."""
-        if self._queue:
+        """Process queued trajectories (when due), then update if ready. Called once per
+        env step."""
+        if self._queue and self._should_process_queue():
             with self.timers.time("process_trajectory"):
-                for trajectory in self._queue:
-                    self._process_trajectory(trajectory)
-                self._queue.clear()
+                queue, self._queue, self._queued_steps = self._queue, [], 0
+                self._process_trajectories(queue)
         if self.should_still_train and self._is_ready_update():
             with self.timers.time("update_policy"):
                 self._update_policy()

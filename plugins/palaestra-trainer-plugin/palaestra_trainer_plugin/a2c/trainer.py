@@ -21,11 +21,10 @@ class A2CTrainer(OnPolicyTrainer[A2CSettings]):
         return A2COptimizer(self.policy, self.trainer_settings)
 
     def _process_trajectory(self, trajectory: Trajectory) -> None:
-        super()._process_trajectory(trajectory)
+        super()._process_trajectory(trajectory)  # step counting, summaries, checkpoints
+        # values, rewards, GAE advantages and returns, normalisers, reward stats
         self._append_to_update_buffer(
             self.process_with_gae(trajectory, self.hyperparameters.lambd))
-        if trajectory.done_reached and self.optimizer is not None:
-            self._update_end_episode_stats(trajectory.agent_id, self.optimizer)
 
 
 def get_type_and_setting() -> Tuple[Dict[str, type], Dict[str, type]]:

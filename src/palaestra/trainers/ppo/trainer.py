@@ -1,4 +1,6 @@
 """The PPO trainer: the specification's `_process_trajectory`, written as a plugin would."""
+from typing import Sequence
+
 from palaestra import (BehaviorIdentifiers, BehaviorSpec, OnPolicyTrainer, TorchOptimizer,
                        TorchPolicy, Trajectory)
 from palaestra.trainers.ppo.optimizer import TorchPPOOptimizer
@@ -28,13 +30,14 @@ class PPOTrainer(OnPolicyTrainer[PPOSettings]):
     def _process_trajectory(self, trajectory: Trajectory) -> None:
         """Count steps (base class), compute value estimates, rewards, GAE advantages and
         returns (`process_with_gae`, shared with every on-policy plugin), append."""
-        super()._process_trajectory(trajectory)
-        buffer = self.process_with_gae(trajectory, self.hyperparameters.lambd)
-        self._append_to_update_buffer(buffer)
-        if trajectory.done_reached:
-            assert self.optimizer is not None
-            self._update_end_episode_stats(trajectory.agent_id, self.optimizer)
+        self._process_trajectories([trajectory])
 
+    def _process_trajectories(self, trajectories: Sequence[Trajectory]) -> None:
+        """All trajectories queued since the last processing, with one critic pass."""
+        buffer = self.process_with_gae_batch(trajectories, self.hyperparameters.lambd)
+        for trajectory in trajectories:
+            super()._process_trajectory(trajectory)  # step counting, summaries, checkpoints
+        self._append_to_update_buffer(buffer)
 
 def get_type_and_setting() -> tuple:
     return {PPOTrainer.get_trainer_name(): PPOTrainer}, \
