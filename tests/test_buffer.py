@@ -242,3 +242,42 @@ def test_sample_mini_batch_shape():
     assert len(grown._data[obs_key(0)]) > 5
     s = grown.sample_mini_batch(200, np.random.default_rng(1))
     assert set(s[BufferKey.ENVIRONMENT_REWARDS].astype(int).tolist()) == set(range(5))
+
+
+def _rows(start, n):
+    from palaestra import AgentBuffer, obs_key
+
+    buf = AgentBuffer()
+    buf[obs_key(0)] = np.arange(start, start + n, dtype=np.float32)[:, None].repeat(2, 1)
+    buf[BufferKey.DONE] = np.zeros(n, np.float32)
+    return buf
+
+
+def test_replay_buffer_is_a_ring_of_the_newest_rows():
+    from palaestra import ReplayBuffer, obs_key
+
+    replay = ReplayBuffer(10)
+    replay.append_buffer(_rows(0, 6))
+    assert replay.num_experiences == 6
+    np.testing.assert_array_equal(replay[obs_key(0)][:, 0], np.arange(6))
+    replay.append_buffer(_rows(6, 7))  # wraps: rows 3..12 remain, oldest first
+    assert replay.num_experiences == 10
+    np.testing.assert_array_equal(replay[obs_key(0)][:, 0], np.arange(3, 13))
+    replay.append_buffer(_rows(13, 25))  # more than the capacity at once: the newest 10
+    np.testing.assert_array_equal(replay[obs_key(0)][:, 0], np.arange(28, 38))
+    batch = replay.sample_mini_batch(64, np.random.default_rng(0))
+    assert batch.num_experiences == 64
+    assert set(batch[obs_key(0)][:, 0].tolist()) <= set(range(28, 38))
+    replay.reset()
+    assert replay.num_experiences == 0
+
+
+def test_replay_buffer_refuses_other_fields():
+    from palaestra import ReplayBuffer
+
+    replay = ReplayBuffer(4)
+    replay.append_buffer(_rows(0, 2))
+    other = _rows(0, 2)
+    other[BufferKey.MASKS] = np.ones(2, np.float32)
+    with pytest.raises(ValueError, match="cannot append"):
+        replay.append_buffer(other)

@@ -48,3 +48,21 @@ def test_decayed_values_and_learning_rate_update():
     ModelUtils.update_learning_rate(opt, 0.25)
     assert opt.param_groups[0]["lr"] == 0.25
     assert not math.isnan(ModelUtils.polynomial_decay(1.0, 0.0, 0, 5))
+
+
+def test_soft_update_moves_parameters_by_tau_and_copies_buffers():
+    from palaestra.networks.encoders import Normalizer
+
+    torch.manual_seed(0)
+    source = torch.nn.Sequential(Normalizer(3), torch.nn.Linear(3, 2))
+    target = torch.nn.Sequential(Normalizer(3), torch.nn.Linear(3, 2))
+    source[0].update(torch.randn(10, 3))
+    before = [p.clone() for p in target.parameters()]
+    ModelUtils.soft_update(source, target, 0.1)
+    for t, b, s in zip(target.parameters(), before, source.parameters()):
+        torch.testing.assert_close(t, 0.9 * b + 0.1 * s)
+    torch.testing.assert_close(target[0].mean, source[0].mean)
+    ModelUtils.soft_update(source, target, 1.0)
+    assert all(torch.equal(t, s) for t, s in zip(target.parameters(), source.parameters()))
+    with pytest.raises(ValueError, match="same architecture"):
+        ModelUtils.soft_update(source, torch.nn.Linear(3, 3), 0.5)

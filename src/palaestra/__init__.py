@@ -3,9 +3,9 @@
 Everything a trainer plugin needs is importable from here; `docs/plugin-api.md` documents it.
 palaestra's own trainers (`palaestra.trainers`) use nothing else.
 """
-from palaestra.buffer import (AgentBuffer, BufferKey, ObservationKeyPrefix, RewardSignalKeyPrefix,
-                              advantage_key, next_obs_key, obs_key, returns_key, rewards_key,
-                              value_estimates_key)
+from palaestra.buffer import (AgentBuffer, BufferKey, ObservationKeyPrefix, ReplayBuffer,
+                              RewardSignalKeyPrefix, advantage_key, next_obs_key, obs_key,
+                              returns_key, rewards_key, value_estimates_key)
 from palaestra.envs.base import (ActionSpec, ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
                                  ObservationKind, ObservationSpec, TerminalSteps)
 from palaestra.exception import (CheckpointError, EnvironmentSetupError, PalaestraError,
@@ -34,7 +34,7 @@ __all__ = [
     "CheckpointError", "DecayedValue", "DecisionSteps", "EncoderType", "EnvironmentSetupError",
     "HyperparamSettings", "ModelUtils", "NetworkBody", "NetworkSettings", "ObservationKeyPrefix",
     "ObservationKind", "ObservationSpec", "OffPolicyHyperparamSettings", "OffPolicyTrainer",
-    "OnPolicyHyperparamSettings", "OnPolicyTrainer", "PalaestraError", "RLTrainer",
+    "OnPolicyHyperparamSettings", "OnPolicyTrainer", "PalaestraError", "RLTrainer", "ReplayBuffer",
     "RewardSignal", "RewardSignalKeyPrefix", "RewardSignalSettings", "RewardSignalType",
     "ScheduleType", "Settings", "SharedActorCritic", "SimpleActor", "StatsReporter",
     "StatsSummary", "StatsWriter", "TerminalSteps", "TorchOptimizer", "TorchPolicy",

@@ -181,3 +181,78 @@ class AgentBuffer:
 
     def items(self) -> Iterable[Tuple[Hashable, np.ndarray]]:
         return ((k, v[: self._length]) for k, v in self._data.items())
+
+
+class ReplayBuffer:
+    """The newest `capacity` experiences of an off-policy trainer, in preallocated arrays used
+    as a ring: appending writes over the oldest rows in place, so a full buffer costs the same
+    per step as an empty one (truncating an `AgentBuffer` copies all of it every time).
+
+    Rows must be self-contained (each carries its next observation), since sampling ignores
+    the order. `buffer[key]` returns the valid rows oldest first (a copy once it has wrapped).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"a replay buffer needs a capacity of at least 1, got {capacity}")
+        self.capacity = int(capacity)
+        self._data: Dict[Hashable, np.ndarray] = {}
+        self._size = 0
+        self._next = 0  # the row the next experience goes to
+
+    @property
+    def num_experiences(self) -> int:
+        return self._size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._data
+
+    def keys(self) -> List[Hashable]:
+        return list(self._data)
+
+    def __getitem__(self, key: Hashable) -> np.ndarray:
+        try:
+            arr = self._data[key]
+        except KeyError:
+            raise KeyError(f"ReplayBuffer has no field {key!r}; fields: {self.keys()}") from None
+        if self._size < self.capacity:
+            return arr[: self._size]
+        return np.concatenate([arr[self._next:], arr[: self._next]])
+
+    def append_buffer(self, other: AgentBuffer) -> None:
+        n = other.num_experiences
+        if n == 0:
+            return
+        if not self._data:
+            self._data = {key: np.empty((self.capacity, *col.shape[1:]), col.dtype)
+                          for key, col in other.items()}
+        elif set(self._data) != set(other.keys()):
+            raise ValueError(f"cannot append a buffer with fields {sorted(map(str, other.keys()))}"
+                             f" to one with {sorted(map(str, self.keys()))}")
+        skip = max(0, n - self.capacity)  # more rows than fit: only the newest matter
+        count = n - skip
+        first = min(count, self.capacity - self._next)  # up to the end of the ring
+        for key, arr in self._data.items():
+            col = other[key][skip:]
+            arr[self._next: self._next + first] = col[:first]
+            arr[: count - first] = col[first:]
+        self._next = (self._next + count) % self.capacity
+        self._size = min(self.capacity, self._size + count)
+
+    def sample_mini_batch(self, batch_size: int, rng: np.random.Generator) -> AgentBuffer:
+        """`batch_size` rows drawn uniformly with replacement."""
+        indices = rng.integers(0, self._size, batch_size)
+        out = AgentBuffer()
+        for key, arr in self._data.items():
+            out._data[key] = arr[indices]
+        out._length = batch_size
+        return out
+
+    def reset(self) -> None:
+        self._size = 0
+        self._next = 0
+
+    clear = reset

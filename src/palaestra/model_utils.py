@@ -44,6 +44,23 @@ class ModelUtils:
             group["lr"] = lr
 
     @staticmethod
+    @torch.no_grad()
+    def soft_update(source: torch.nn.Module, target: torch.nn.Module, tau: float) -> None:
+        """target <- tau * source + (1 - tau) * target, parameter by parameter (Polyak
+        averaging of target networks; tau = 1 copies). Buffers, such as observation
+        normalisers, are copied as they are: averaging running statistics means nothing."""
+        src, dst = list(source.parameters()), list(target.parameters())
+        if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src, dst)):
+            raise ValueError("soft_update needs two modules of the same architecture")
+        for a, b in zip(src, dst):
+            if tau >= 1.0:
+                b.copy_(a)
+            else:
+                b.lerp_(a, tau)
+        for s_buf, t_buf in zip(source.buffers(), target.buffers()):
+            t_buf.copy_(s_buf)
+
+    @staticmethod
     def list_to_tensor(arrays: Sequence[np.ndarray] | np.ndarray,
                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.as_tensor(np.asarray(arrays), dtype=dtype)

@@ -1,5 +1,6 @@
-"""`OffPolicyTrainer`: a replay buffer of the newest `buffer_size` steps, sampled for updates at
-a fixed ratio of `steps_per_update` agent steps per gradient step (ML-Agents' SAC schedule)."""
+"""`OffPolicyTrainer`: a replay buffer (a preallocated ring) of the newest `buffer_size` steps,
+sampled for updates at a fixed ratio of `steps_per_update` agent steps per gradient step
+(ML-Agents' SAC schedule)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -7,7 +8,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from palaestra.buffer import AgentBuffer
+from palaestra.buffer import AgentBuffer, ReplayBuffer
 from palaestra.settings import OffPolicyHyperparamSettings
 from palaestra.trainer.rl_trainer import H, RLTrainer
 
@@ -18,6 +19,7 @@ class OffPolicyTrainer(RLTrainer[H]):
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
+        self.update_buffer: ReplayBuffer = ReplayBuffer(self._hp.buffer_size)  # type: ignore
         self.update_steps = 0
         self.reward_signal_update_steps = 0
 
@@ -29,7 +31,6 @@ class OffPolicyTrainer(RLTrainer[H]):
 
     def _append_to_update_buffer(self, agentbuffer_trajectory: AgentBuffer) -> None:
         self.update_buffer.append_buffer(agentbuffer_trajectory)
-        self.update_buffer.truncate(self._hp.buffer_size)
 
     def _is_ready_update(self) -> bool:
         hp = self._hp

@@ -60,24 +60,24 @@ class TorchPPOOptimizer(TorchOptimizer):
             value_loss = ModelUtils.trust_region_value_loss(values, old_values, returns,
                                                             decay_eps, loss_masks)
         else:  # plain squared error: the clip above is absolute, and stalls large returns
-            value_loss = torch.stack([ModelUtils.masked_mean((returns[name] - head) ** 2,
-                                                             loss_masks)
-                                      for name, head in values.items()]).mean()
+            losses = [ModelUtils.masked_mean((returns[name] - head) ** 2, loss_masks)
+                      for name, head in values.items()]
+            value_loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
         policy_loss = ModelUtils.trust_region_policy_loss(
             tensor(BufferKey.ADVANTAGES), log_probs, tensor(BufferKey.LOG_PROBS), loss_masks,
             decay_eps)
-        loss = (policy_loss + 0.5 * value_loss
-                - decay_bet * ModelUtils.masked_mean(entropy, loss_masks))
+        mean_entropy = ModelUtils.masked_mean(entropy, loss_masks)
+        loss = policy_loss + 0.5 * value_loss - decay_bet * mean_entropy
 
         ModelUtils.update_learning_rate(self.optimizer, decay_lr)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()  # clips the global gradient norm first if max_grad_norm is set
         return {
-            "Losses/Policy Loss": torch.abs(policy_loss).item(),
+            "Losses/Policy Loss": abs(policy_loss.item()),
             "Losses/Value Loss": value_loss.item(),
             "Policy/Learning Rate": decay_lr,
             "Policy/Epsilon": decay_eps,
             "Policy/Beta": decay_bet,
-            "Policy/Entropy": ModelUtils.masked_mean(entropy, loss_masks).item(),
+            "Policy/Entropy": mean_entropy.item(),
         }
