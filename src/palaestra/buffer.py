@@ -72,14 +72,12 @@ def advantage_key(name: str) -> AgentBufferKey:
     return (RewardSignalKeyPrefix.ADVANTAGE, name)
 
 
-class AgentBuffer:
-    """A table of experiences: every field has the same number of rows."""
+class _Columns:
+    """What both buffers answer the same way: rows, fields."""
 
-    def __init__(self) -> None:
-        self._data: Dict[Hashable, np.ndarray] = {}
-        self._length = 0
+    _data: Dict[Hashable, np.ndarray]
+    _length: int
 
-    # -- reading -----------------------------------------------------------------------------
     @property
     def num_experiences(self) -> int:
         return self._length
@@ -92,6 +90,16 @@ class AgentBuffer:
 
     def keys(self) -> List[Hashable]:
         return list(self._data)
+
+
+class AgentBuffer(_Columns):
+    """A table of experiences: every field has the same number of rows."""
+
+    def __init__(self) -> None:
+        self._data: Dict[Hashable, np.ndarray] = {}
+        self._length = 0
+
+    # -- reading -----------------------------------------------------------------------------
 
     def __getitem__(self, key: Hashable) -> np.ndarray:
         try:
@@ -183,7 +191,7 @@ class AgentBuffer:
         return ((k, v[: self._length]) for k, v in self._data.items())
 
 
-class ReplayBuffer:
+class ReplayBuffer(_Columns):
     """The newest `capacity` experiences of an off-policy trainer, in preallocated arrays used
     as a ring: appending writes over the oldest rows in place, so a full buffer costs the same
     per step as an empty one (truncating an `AgentBuffer` copies all of it every time).
@@ -197,29 +205,16 @@ class ReplayBuffer:
             raise ValueError(f"a replay buffer needs a capacity of at least 1, got {capacity}")
         self.capacity = int(capacity)
         self._data: Dict[Hashable, np.ndarray] = {}
-        self._size = 0
+        self._length = 0
         self._next = 0  # the row the next experience goes to
-
-    @property
-    def num_experiences(self) -> int:
-        return self._size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._data
-
-    def keys(self) -> List[Hashable]:
-        return list(self._data)
 
     def __getitem__(self, key: Hashable) -> np.ndarray:
         try:
             arr = self._data[key]
         except KeyError:
             raise KeyError(f"ReplayBuffer has no field {key!r}; fields: {self.keys()}") from None
-        if self._size < self.capacity:
-            return arr[: self._size]
+        if self._length < self.capacity:
+            return arr[: self._length]
         return np.concatenate([arr[self._next:], arr[: self._next]])
 
     def append_buffer(self, other: AgentBuffer) -> None:
@@ -240,11 +235,11 @@ class ReplayBuffer:
             arr[self._next: self._next + first] = col[:first]
             arr[: count - first] = col[first:]
         self._next = (self._next + count) % self.capacity
-        self._size = min(self.capacity, self._size + count)
+        self._length = min(self.capacity, self._length + count)
 
     def sample_mini_batch(self, batch_size: int, rng: np.random.Generator) -> AgentBuffer:
         """`batch_size` rows drawn uniformly with replacement."""
-        indices = rng.integers(0, self._size, batch_size)
+        indices = rng.integers(0, self._length, batch_size)
         out = AgentBuffer()
         for key, arr in self._data.items():
             out._data[key] = arr[indices]
@@ -252,7 +247,7 @@ class ReplayBuffer:
         return out
 
     def reset(self) -> None:
-        self._size = 0
+        self._length = 0
         self._next = 0
 
     clear = reset
