@@ -85,6 +85,8 @@ class _ActionMap:
 
     def __init__(self, space: gym.Space) -> None:
         self.space = space
+        self._discrete_start: Optional[int] = \
+            int(space.start) if isinstance(space, gym.spaces.Discrete) else None
         if isinstance(space, gym.spaces.Box):
             self.spec = ActionSpec.create_continuous(int(np.prod(space.shape)))
             low, high = space.low.astype(np.float64), space.high.astype(np.float64)
@@ -106,12 +108,14 @@ class _ActionMap:
     def batch(self, actions: ActionTuple) -> List[Any]:
         """One Gymnasium action per copy, converted for the whole batch at once."""
         space = self.space
+        if self._discrete_start is not None:  # the common case, on every step
+            # numpy integers, not Python ints: Discrete.contains (asserted by many envs on
+            # every step) checks a Python int against np.iinfo, twice as slow.
+            return list(actions.discrete[:, 0] + self._discrete_start)
         if isinstance(space, gym.spaces.Box):
             cont = actions.continuous * self.scale + self.offset
             return list(cont.reshape((-1, *space.shape)).astype(space.dtype))
         disc = actions.discrete
-        if isinstance(space, gym.spaces.Discrete):
-            return (disc[:, 0] + int(space.start)).tolist()
         if isinstance(space, gym.spaces.MultiDiscrete):
             return list((disc + space.start.ravel()).reshape((-1, *space.shape)).astype(space.dtype))
         return list(disc.reshape((-1, *space.shape)).astype(space.dtype))
@@ -185,17 +189,24 @@ class GymnasiumEnv(BaseEnv):
         if self._actions is None:
             raise RuntimeError("set_actions must be called before step")
         done_ids, done_obs, done_rew, done_trunc = [], [], [], []
+        rewards = []  # Python floats, written into the array once after the loop
+        write_obs, flat = self._write_obs, self._obs[0] if self._flat_box else None
+        check_mask = bool(self._branches)
         for i, (e, a) in enumerate(zip(self.envs, self._actions)):
             obs, reward, terminated, truncated, info = e.step(a)
-            self._reward[i] = reward
             if terminated or truncated:
                 done_ids.append(i)
                 done_rew.append(reward)
                 done_trunc.append(bool(truncated and not terminated))
                 done_obs.append([np.array(leaf.extract(obs), np.float32) for leaf in self.leaves])
                 obs, info = e.reset()
-                self._reward[i] = 0.0
-            self._write_obs(i, obs, info)
+                reward = 0.0
+            rewards.append(reward)
+            if flat is not None and not (check_mask and info):
+                flat[i] = obs  # the common case: one 1-D Box, no action mask to read
+            else:
+                write_obs(i, obs, info)
+        self._reward[:] = rewards
         self._actions = None
         if done_ids:
             obs = [np.stack(parts) for parts in zip(*done_obs)]
