@@ -70,3 +70,31 @@ def test_replay_warmup_ratio_and_capacity(tmp_path):
     kept = trainer.update_buffer[obs_key(0)][:, 0]
     np.testing.assert_array_equal(kept, np.arange(130, 230, dtype=np.float32))
     assert trainer.stats_reporter.get_stats_summaries("Losses/Fake").mean == 1.0
+
+
+def test_replay_buffer_is_saved_with_checkpoints_and_restored_on_resume(tmp_path):
+    hp = OffPolicyHyperparamSettings(batch_size=8, buffer_size=50, buffer_init_steps=0,
+                                     steps_per_update=4.0, save_replay_buffer=True)
+    settings = TrainerSettings(trainer_type="replay", hyperparameters=hp,
+                               network_settings=NetworkSettings(hidden_units=8, num_layers=1),
+                               max_steps=10_000, summary_freq=10_000, checkpoint_interval=40)
+    bid = BehaviorIdentifiers.from_name_behavior_id("B")
+    spec = BehaviorSpec([ObservationSpec((2,))], ActionSpec.create_continuous(1))
+
+    def make(load):
+        trainer = ReplayTrainer("B", 1, settings, True, load, 0, str(tmp_path))
+        trainer.add_policy(bid, trainer.create_policy(bid, spec))
+        return trainer
+
+    first = make(False)
+    for start in range(0, 60, 20):
+        first.publish_trajectory(_trajectory(20, start))
+        first.advance()
+    first.save_model()  # at 60 steps
+    saved = first.update_buffer[obs_key(0)][:, 0].copy()
+    resumed = make(True)
+    assert resumed.get_step == 60 and resumed.update_steps == first.update_steps == 15
+    np.testing.assert_array_equal(resumed.update_buffer[obs_key(0)][:, 0], saved)
+    resumed.publish_trajectory(_trajectory(4, 60))
+    resumed.advance()
+    assert len(resumed.optimizer.batches) == 1  # one new update, no catching up

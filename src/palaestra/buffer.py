@@ -8,6 +8,7 @@ index permutation, never an element-by-element shuffle (the cost ML-Agents pays 
 from __future__ import annotations
 
 import enum
+import os
 from typing import Dict, Hashable, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
@@ -237,6 +238,30 @@ class ReplayBuffer(_Columns):
         self._next = (self._next + count) % self.capacity
         self._length = min(self.capacity, self._length + count)
 
+    def save(self, path: str) -> None:
+        """Write the valid rows to `path` (.npz) atomically: a kill mid-write leaves the
+        previous file as it was."""
+        arrays = {_encode_key(key): self[key] for key in self._data}
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def load(self, path: str) -> None:
+        """Replace the contents with the rows saved at `path` (the newest `capacity` of them)."""
+        loaded = AgentBuffer()
+        with np.load(path, allow_pickle=False) as data:
+            for name in data.files:
+                loaded[_decode_key(name)] = data[name]
+        self._data = {}
+        self.reset()
+        self.append_buffer(loaded)
+
     def sample_mini_batch(self, batch_size: int, rng: np.random.Generator) -> AgentBuffer:
         """`batch_size` rows drawn uniformly with replacement."""
         indices = rng.integers(0, self._length, batch_size)
@@ -251,3 +276,21 @@ class ReplayBuffer(_Columns):
         self._next = 0
 
     clear = reset
+
+
+def _encode_key(key: Hashable) -> str:
+    """A buffer key as a file-safe string (and back, `_decode_key`)."""
+    if isinstance(key, BufferKey):
+        return f"key|{key.value}"
+    prefix, detail = key  # type: ignore[misc]
+    kind = "obs" if isinstance(prefix, ObservationKeyPrefix) else "signal"
+    return f"{kind}|{prefix.value}|{detail}"
+
+
+def _decode_key(name: str) -> Hashable:
+    parts = name.split("|", 2)
+    if parts[0] == "key":
+        return BufferKey(parts[1])
+    if parts[0] == "obs":
+        return (ObservationKeyPrefix(parts[1]), int(parts[2]))
+    return (RewardSignalKeyPrefix(parts[1]), parts[2])

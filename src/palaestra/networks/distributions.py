@@ -109,6 +109,26 @@ class ActionModel(nn.Module):
             disc = torch.stack(picks, dim=-1)
         return AgentAction(cont, disc), log_prob, entropy
 
+    def soft_terms(self, h: torch.Tensor, masks: Optional[torch.Tensor] = None
+                   ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+        """What soft actor-critic losses need: a reparameterised continuous sample (squashed
+        if `tanh_squash`) and its log-probability (B,), and the log-probabilities of every
+        action of each discrete branch [(B, n_b)], so that expectations over discrete actions
+        are exact sums instead of samples."""
+        batch = h.shape[0]
+        cont, cont_log_prob = h.new_zeros((batch, 0)), h.new_zeros(batch)
+        if self.mu is not None:
+            mu, log_sigma = self._gaussian(h)
+            raw = mu + torch.randn_like(mu) * torch.exp(log_sigma)
+            cont_log_prob = self._gaussian_log_prob(raw, mu, log_sigma)
+            cont = raw
+            if self.tanh_squash:
+                cont = torch.tanh(raw)
+                cont_log_prob = cont_log_prob - torch.log(1.0 - cont.pow(2) + 1e-6).sum(-1)
+        branch_log_probs = [] if self.logits is None else \
+            [torch.log_softmax(logits, -1) for logits in self._branch_logits(h, masks)]
+        return cont, cont_log_prob, branch_log_probs
+
     def evaluate(self, h: torch.Tensor, actions: AgentAction, masks: Optional[torch.Tensor] = None
                  ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Log-prob of given actions and the entropy, for the losses."""

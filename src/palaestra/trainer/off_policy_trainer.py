@@ -3,14 +3,19 @@ sampled for updates at a fixed ratio of `steps_per_update` agent steps per gradi
 (ML-Agents' SAC schedule)."""
 from __future__ import annotations
 
+import logging
+import os
 from collections import defaultdict
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
-from palaestra.buffer import AgentBuffer, ReplayBuffer
+from palaestra.buffer import AgentBuffer, ReplayBuffer, rewards_key
 from palaestra.settings import OffPolicyHyperparamSettings
 from palaestra.trainer.rl_trainer import H, RLTrainer
+from palaestra.trajectory import Trajectory
+
+logger = logging.getLogger("palaestra")
 
 
 class OffPolicyTrainer(RLTrainer[H]):
@@ -31,6 +36,57 @@ class OffPolicyTrainer(RLTrainer[H]):
 
     def _append_to_update_buffer(self, agentbuffer_trajectory: AgentBuffer) -> None:
         self.update_buffer.append_buffer(agentbuffer_trajectory)
+
+    def process_for_replay(self, trajectory: Trajectory) -> AgentBuffer:
+        """The usual off-policy `_process_trajectory` body: the trajectory as an AgentBuffer
+        with each reward signal's rewards (times its strength) under `rewards_key(name)`,
+        the observation normalisers updated, `collected_rewards` and, at an episode's end, the
+        end-of-episode reward stats. Append the result with `_append_to_update_buffer`."""
+        assert self.policy is not None and self.optimizer is not None
+        buffer = trajectory.to_agentbuffer()
+        if self.is_training:
+            self.policy.update_normalization(buffer)
+            self.optimizer.update_normalization(buffer)
+        agent = trajectory.agent_id
+        self.collected_rewards["environment"][agent] += float(np.sum(trajectory.rewards))
+        for name, signal in self.optimizer.reward_signals.items():
+            rewards = signal.evaluate(buffer) * signal.strength
+            buffer[rewards_key(name)] = rewards
+            self.collected_rewards[name][agent] += float(np.sum(rewards))
+        if trajectory.done_reached:
+            self._update_end_episode_stats(agent, self.optimizer)
+        return buffer
+
+    # -- the replay buffer in checkpoints (save_replay_buffer) --------------------------------
+    @property
+    def replay_buffer_path(self) -> str:
+        return os.path.join(self.artifact_path, "replay_buffer.npz")
+
+    def save_model(self, step: Optional[int] = None) -> Optional[str]:
+        """Checkpoint as usual and, with `save_replay_buffer`, the replay buffer beside it, so
+        that a resumed run does not start from an empty buffer."""
+        path = super().save_model(step)
+        if path is not None and self._hp.save_replay_buffer:
+            self.update_buffer.save(self.replay_buffer_path)
+        return path
+
+    def _restore(self, path: str, only_weights: bool) -> None:
+        super()._restore(path, only_weights)
+        if not only_weights:
+            # The updates the saved run did: a resumed run must not catch up on all of them.
+            hp = self._hp
+            done = max(0, self.get_step - hp.buffer_init_steps)
+            self.update_steps = int(done // hp.steps_per_update)
+            signal_ratio = hp.reward_signal_steps_per_update or hp.steps_per_update
+            self.reward_signal_update_steps = int(done // signal_ratio)
+        if not only_weights and self._hp.save_replay_buffer:
+            if os.path.exists(self.replay_buffer_path):
+                self.update_buffer.load(self.replay_buffer_path)
+                logger.info("Loaded %d experiences into the replay buffer from %s",
+                            self.update_buffer.num_experiences, self.replay_buffer_path)
+            else:
+                logger.warning("save_replay_buffer is on but %s does not exist: the replay "
+                               "buffer starts empty", self.replay_buffer_path)
 
     def _is_ready_update(self) -> bool:
         hp = self._hp

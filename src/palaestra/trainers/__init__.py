@@ -5,5 +5,9 @@ from typing import Dict, Tuple
 def get_default_trainer_types() -> Tuple[Dict[str, type], Dict[str, type]]:
     """Entry point ``default`` of ``palaestra.trainer_type``."""
     from palaestra.trainers.ppo import PPOSettings, PPOTrainer
+    from palaestra.trainers.sac import SACSettings, SACTrainer
 
-    return {PPOTrainer.get_trainer_name(): PPOTrainer}, {PPOTrainer.get_trainer_name(): PPOSettings}
+    trainers = (PPOTrainer, SACTrainer)
+    settings = (PPOSettings, SACSettings)
+    return ({t.get_trainer_name(): t for t in trainers},
+            {t.get_trainer_name(): s for t, s in zip(trainers, settings)})

@@ -1,10 +1,8 @@
 """The DQN trainer: off-policy on `OffPolicyTrainer`'s replay buffer, epsilon-greedy acting."""
 from typing import Dict, Tuple
 
-import numpy as np
-
 from palaestra import (BehaviorIdentifiers, BehaviorSpec, DecayedValue, OffPolicyTrainer,
-                       TorchOptimizer, TorchPolicy, Trajectory, TrainerConfigError, rewards_key)
+                       TorchOptimizer, TorchPolicy, Trajectory, TrainerConfigError)
 from palaestra_trainer_plugin.dqn.network import QNetwork
 from palaestra_trainer_plugin.dqn.optimizer import DQNOptimizer
 from palaestra_trainer_plugin.dqn.settings import DQNSettings
@@ -40,23 +38,11 @@ class DQNTrainer(OffPolicyTrainer[DQNSettings]):
 
     def _process_trajectory(self, trajectory: Trajectory) -> None:
         super()._process_trajectory(trajectory)  # step counting, summaries, checkpoints
-        assert self.policy is not None and self.optimizer is not None
-        buffer = trajectory.to_agentbuffer()
-        if self.is_training:
-            self.policy.update_normalization(buffer)
-        agent = trajectory.agent_id
-        self.collected_rewards["environment"][agent] += float(np.sum(trajectory.rewards))
-        for name, signal in self.optimizer.reward_signals.items():
-            rewards = signal.evaluate(buffer) * signal.strength
-            buffer[rewards_key(name)] = rewards
-            self.collected_rewards[name][agent] += float(np.sum(rewards))
-        if trajectory.done_reached:
-            self._update_end_episode_stats(agent, self.optimizer)
-        self._append_to_update_buffer(buffer)
+        # rewards of each signal, normalisers, reward stats
+        self._append_to_update_buffer(self.process_for_replay(trajectory))
         epsilon = self.exploration.get_value(self.get_step)
         self.policy.actor.exploration_rate = epsilon
         self.stats_reporter.add_stat("Policy/Epsilon", epsilon)
-
 
 def get_type_and_setting() -> Tuple[Dict[str, type], Dict[str, type]]:
     return {DQNTrainer.get_trainer_name(): DQNTrainer}, \
