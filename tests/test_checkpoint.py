@@ -1,6 +1,5 @@
 """Checkpoints are atomic, rotate, and load with weights_only=True."""
 import json
-import os
 
 import pytest
 import torch

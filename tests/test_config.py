@@ -13,7 +13,7 @@ import yaml
 from palaestra.config import ConfigLoader, dump_run_options, load_run_options, read_yaml
 from palaestra.exception import TrainerConfigError
 from palaestra.registry import TrainerRegistry
-from palaestra.settings import (NetworkSettings, OnPolicyHyperparamSettings, RewardSignalType,
+from palaestra.settings import (OnPolicyHyperparamSettings, RewardSignalType,
                                 RunOptions, ScheduleType, TrainerSettings)
 from palaestra.trainers.ppo import PPOSettings, PPOTrainer
 

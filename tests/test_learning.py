@@ -1,8 +1,6 @@
 """Does it learn: `palaestra learn` end to end with fixed seeds and step budgets."""
 import os
-import sys
 
-import pytest
 import yaml
 
 from helpers import REPO, TESTS_DIR, learn, scalars

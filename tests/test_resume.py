@@ -7,11 +7,10 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 import yaml
 
-from helpers import REPO, learn, scalars
+from helpers import learn, scalars
 
 REWARD = "Environment/Cumulative Reward"
 MAX_STEPS = 24000

@@ -230,7 +230,7 @@ class ConfigLoader:
             if key not in top:
                 hint = ""
                 if isinstance(val, Mapping) and "trainer_type" in val:
-                    hint = f" It looks like a behavior: put it under 'behaviors:'."
+                    hint = " It looks like a behavior: put it under 'behaviors:'."
                 raise self.st.error(key, _unknown_key_message(key, val, dict.fromkeys(top)) + hint)
         default_raw = raw.pop("default_settings", None)
         behaviors_raw = raw.pop("behaviors", None) or {}
