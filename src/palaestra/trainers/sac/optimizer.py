@@ -71,7 +71,6 @@ class TorchSACOptimizer(TorchOptimizer):
         """E_a[Q(s, a) - alpha log pi(a|s)] with the action's parts as the policy gives them:
         exact sums over each discrete branch (averaged over branches, each valued on its own),
         the continuous sample's log-probability subtracted once. q: (B, 1) or (B, sum n_b)."""
-        value = 0.0
         if self.branches:
             a_disc = alpha[int(self.continuous > 0):]
             per_branch = [(log_p.exp() * (q_b - a_b * log_p)).sum(-1)
