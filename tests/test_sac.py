@@ -116,3 +116,29 @@ def test_entropy_coefficient_falls_when_entropy_is_above_its_target(tmp_path):
     before = float(trainer.optimizer.log_alpha.detach()[0])
     trainer.optimizer.update(_batch(np.random.default_rng(1), spec), 32)
     assert float(trainer.optimizer.log_alpha.detach()[0]) < before  # log 4 > target 0.2 log 4
+
+
+@pytest.mark.parametrize("spec", [ActionSpec(2, ()), ActionSpec(1, (2,))])
+def test_update_on_a_worker_thread_equals_the_update_on_one_thread(tmp_path, spec):
+    """The critics' and the policy's sides run side by side when there are two cores: the
+    result must not depend on it (all random draws on one side, steps after the reads)."""
+    behavior = BehaviorSpec([ObservationSpec((3,))], spec)
+    results = []
+    for threaded in (False, True):
+        torch.manual_seed(0)
+        optimizer = _trainer(tmp_path / str(threaded), behavior, learning_rate=0.01).optimizer
+        if threaded and optimizer._worker is None:
+            from concurrent.futures import ThreadPoolExecutor
+            optimizer._worker = ThreadPoolExecutor(1)
+        elif not threaded:
+            optimizer._worker = None
+        rng = np.random.default_rng(3)
+        stats = [optimizer.update(_batch(rng, spec), 32) for _ in range(3)]
+        params = [p.detach().clone() for module in (optimizer.policy.actor, optimizer.critic,
+                                                     optimizer.target) for p in module.parameters()]
+        results.append((stats, params, optimizer.log_alpha.detach().clone()))
+    (stats_a, params_a, alpha_a), (stats_b, params_b, alpha_b) = results
+    assert stats_a == stats_b
+    for a, b in zip(params_a, params_b):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(alpha_a, alpha_b, rtol=0, atol=0)

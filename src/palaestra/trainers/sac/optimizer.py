@@ -8,6 +8,8 @@ bootstrap unless the episode really ended (a time-limit cut still has a future).
 """
 import copy
 import math
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -49,6 +51,14 @@ class TorchSACOptimizer(TorchOptimizer):
         self.policy_optimizer = Adam(policy.actor.parameters(), lr=lr)
         self.optimizer = Adam(self.critic.parameters(), lr=lr)  # the critics' ("value") one
         self.entropy_optimizer = Adam([self.log_alpha], lr=lr)
+        self._actor_params = list(policy.actor.parameters())
+        self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.target.parameters())
+        self._worker: Optional[ThreadPoolExecutor] = None
+        if _two_sides_fit(policy.device):
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="sac-policy-side",
+                                              initializer=torch.set_num_threads,
+                                              initargs=(torch.get_num_threads(),))
         self.decay_learning_rate = DecayedValue(hp.learning_rate_schedule, lr, 1e-10,
                                                 trainer_settings.max_steps)
 
@@ -59,6 +69,12 @@ class TorchSACOptimizer(TorchOptimizer):
                         "Optimizer:entropy_optimizer": self.entropy_optimizer,
                         "Optimizer:log_alpha": _ParameterHolder(self.log_alpha)})
         return modules
+
+    def update_normalization(self, buffer: AgentBuffer) -> None:
+        super().update_normalization(buffer)
+        with torch.no_grad():  # the targets normalise as the critics do; stats are not averaged
+            for source, target in zip(self.critic.buffers(), self.target.buffers()):
+                target.copy_(source)
 
     # -- the pieces --------------------------------------------------------------------------
     def _policy_terms(self, obs: List[torch.Tensor], masks: Optional[torch.Tensor]
@@ -92,23 +108,90 @@ class TorchSACOptimizer(TorchOptimizer):
 
     # -- the update --------------------------------------------------------------------------
     def update(self, batch: AgentBuffer, num_sequences: int) -> Dict[str, float]:
+        """One gradient step for the critics, the policy and the entropy coefficients, every
+        loss taken at the parameters as they were before any of them steps (as ML-Agents
+        does). That makes the critics' side and the policy's side independent: with a worker
+        thread they run side by side on two cores (torch releases the GIL inside its kernels:
+        the update's matrix products are too small for torch's own intra-op threads)."""
         lr = self.decay_learning_rate.get_value(self.policy.get_current_step())
+        for optimizer in (self.optimizer, self.policy_optimizer, self.entropy_optimizer):
+            ModelUtils.update_learning_rate(optimizer, lr)
         device = self.policy.device
         n_obs = len(self.policy.behavior_spec.observation_specs)
         obs = obs_tensors(batch, n_obs, device=device)
         next_obs = obs_tensors(batch, n_obs, next_obs=True, device=device)
+        masks = torch.as_tensor(batch[BufferKey.ACTION_MASK], dtype=torch.bool, device=device) \
+            if BufferKey.ACTION_MASK in batch else None
+        alpha = self.log_alpha.detach().exp()
+        next_terms: "Future[Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]]" = Future()
+        if self._worker is None:
+            policy_side = _done(self._policy_side(obs, next_obs, masks, alpha, next_terms))
+        else:
+            policy_side = self._worker.submit(self._policy_side, obs, next_obs, masks, alpha,
+                                              next_terms)
+        q1_loss, q2_loss = self._critic_side(batch, obs, next_obs, alpha, next_terms,
+                                             policy_side)
+        stats = {"Losses/Policy Loss": policy_side.result(),
+                 "Losses/Q1 Loss": q1_loss, "Losses/Q2 Loss": q2_loss,
+                 "Losses/Value Loss": 0.5 * (q1_loss + q2_loss),
+                 "Policy/Learning Rate": lr}
+        coefs = self.log_alpha.detach().exp().cpu().numpy()
+        if self.continuous:
+            stats["Policy/Continuous Entropy Coeff"] = float(coefs[0])
+        if self.branches:
+            stats["Policy/Discrete Entropy Coeff"] = float(np.mean(coefs[int(self.continuous > 0):]))
+        return stats
+
+    def _policy_side(self, obs: List[torch.Tensor], next_obs: List[torch.Tensor],
+                     masks: Optional[torch.Tensor], alpha: torch.Tensor, next_terms: Future
+                     ) -> float:
+        """Next-state actions for the critics' targets (handed over as soon as they exist),
+        then the policy's step, maximising E[min Q(s, a) - alpha log pi(a|s)] summed over
+        reward streams, and the entropy coefficients' step. All random draws happen here, in
+        one thread, so that runs stay reproducible."""
+        try:
+            with torch.no_grad():
+                next_terms.set_result(self._policy_terms(next_obs, None))
+        except BaseException as error:
+            next_terms.set_exception(error)
+            raise
+        cont_pi, logp_pi, branch_logp_pi = self._policy_terms(obs, masks)
+        c1, c2 = self.critic(obs, cont_pi)
+        policy_value = sum(self._soft_value(torch.min(c1[name], c2[name]), logp_pi,
+                                            branch_logp_pi, alpha)
+                           for name in self.stream_names)
+        policy_loss = -policy_value.mean()
+        self.policy_optimizer.zero_grad()
+        # Gradients to the actor only: the critics' weight gradients are never computed, and
+        # the critics' .grad (the other side's) is not touched.
+        policy_loss.backward(inputs=self._actor_params)
+        self.policy_optimizer.step()  # the other side is done with the actor (next_terms)
+
+        # Entropy coefficients: move each part's entropy towards its target. The loss is
+        # mean(log_alpha * (H - target)), so its gradient is mean(H - target), written down.
+        with torch.no_grad():
+            entropies = []
+            if self.continuous:
+                entropies.append(-logp_pi)
+            entropies += [-(log_p.exp() * log_p).sum(-1) for log_p in branch_logp_pi]
+            self.log_alpha.grad = (torch.stack(entropies, -1) - self.target_entropy).mean(0)
+        self.entropy_optimizer.step()
+        return policy_loss.item()
+
+    def _critic_side(self, batch: AgentBuffer, obs: List[torch.Tensor],
+                     next_obs: List[torch.Tensor], alpha: torch.Tensor, next_terms: Future,
+                     policy_side: Future) -> Tuple[float, float]:
+        """Regress both Q's on r + gamma * V_target(s'), V_target with the policy's s' actions;
+        step the critics once the policy's side no longer reads them, then the targets."""
+        device = self.policy.device
         cont = torch.as_tensor(batch[BufferKey.CONTINUOUS_ACTION], dtype=torch.float32,
                                device=device)
         disc = torch.as_tensor(batch[BufferKey.DISCRETE_ACTION], dtype=torch.long, device=device)
-        masks = torch.as_tensor(batch[BufferKey.ACTION_MASK], dtype=torch.bool, device=device) \
-            if BufferKey.ACTION_MASK in batch else None
         terminal = torch.as_tensor(batch[BufferKey.DONE] * (1.0 - batch[BufferKey.INTERRUPTED]),
                                    dtype=torch.float32, device=device)
-        alpha = self.log_alpha.detach().exp()
-
-        # Critics: regress both Q's on r + gamma * V_target(s'), with s' actions from pi.
+        q1, q2 = self.critic(obs, cont)
         with torch.no_grad():
-            next_cont, next_logp, next_branch_logp = self._policy_terms(next_obs, None)
+            next_cont, next_logp, next_branch_logp = next_terms.result()
             t1, t2 = self.target(next_obs, next_cont)
             targets = {}
             for name in self.stream_names:
@@ -117,7 +200,6 @@ class TorchSACOptimizer(TorchOptimizer):
                 reward = torch.as_tensor(batch[rewards_key(name)], dtype=torch.float32,
                                          device=device)
                 targets[name] = reward + self.gammas[name] * (1.0 - terminal) * value
-        q1, q2 = self.critic(obs, cont)
         q1_losses, q2_losses = [], []
         for name, target in targets.items():
             taken1, taken2 = self._taken(q1[name], disc), self._taken(q2[name], disc)
@@ -126,48 +208,30 @@ class TorchSACOptimizer(TorchOptimizer):
             q2_losses.append(0.5 * F.mse_loss(taken2, expanded))
         q1_loss = torch.stack(q1_losses).mean()
         q2_loss = torch.stack(q2_losses).mean()
-        ModelUtils.update_learning_rate(self.optimizer, lr)
         self.optimizer.zero_grad()
         (q1_loss + q2_loss).backward()
+        policy_side.exception()  # wait: the policy's side reads the critics until it is done
         self.optimizer.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_params, self._critic_params, self.hp.tau)
+        return q1_loss.item(), q2_loss.item()
 
-        # Policy: maximise E[min Q(s, a) - alpha log pi(a|s)], summed over reward streams.
-        cont_pi, logp_pi, branch_logp_pi = self._policy_terms(obs, masks)
-        self.critic.requires_grad_(False)  # gradients to the actions only, not the critics
-        c1, c2 = self.critic(obs, cont_pi)
-        self.critic.requires_grad_(True)
-        policy_value = sum(self._soft_value(torch.min(c1[name], c2[name]), logp_pi,
-                                            branch_logp_pi, alpha)
-                           for name in self.stream_names)
-        policy_loss = -policy_value.mean()
-        ModelUtils.update_learning_rate(self.policy_optimizer, lr)
-        self.policy_optimizer.zero_grad()
-        policy_loss.backward()
-        self.policy_optimizer.step()
 
-        # Entropy coefficients: move each part's entropy towards its target.
-        entropies = []
-        if self.continuous:
-            entropies.append(-logp_pi.detach())
-        entropies += [-(log_p.exp() * log_p).sum(-1).detach() for log_p in branch_logp_pi]
-        entropy = torch.stack(entropies, -1)  # (B, parts)
-        entropy_loss = (self.log_alpha * (entropy - self.target_entropy)).mean()
-        ModelUtils.update_learning_rate(self.entropy_optimizer, lr)
-        self.entropy_optimizer.zero_grad()
-        entropy_loss.backward()
-        self.entropy_optimizer.step()
+def _two_sides_fit(device: torch.device) -> bool:
+    """Run the policy's side on a worker thread when there is a second CPU core for it."""
+    if device.type != "cpu":
+        return False
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return cores >= 2
 
-        ModelUtils.soft_update(self.critic, self.target, self.hp.tau)
-        stats = {"Losses/Policy Loss": policy_loss.item(),
-                 "Losses/Q1 Loss": q1_loss.item(), "Losses/Q2 Loss": q2_loss.item(),
-                 "Losses/Value Loss": 0.5 * (q1_loss.item() + q2_loss.item()),
-                 "Policy/Learning Rate": lr}
-        coefs = self.log_alpha.detach().exp().cpu().numpy()
-        if self.continuous:
-            stats["Policy/Continuous Entropy Coeff"] = float(coefs[0])
-        if self.branches:
-            stats["Policy/Discrete Entropy Coeff"] = float(np.mean(coefs[int(self.continuous > 0):]))
-        return stats
+
+def _done(value: object) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
 
 class _ParameterHolder(torch.nn.Module):
