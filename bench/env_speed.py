@@ -34,7 +34,7 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from palaestra.envs.base import ActionSpec, ActionTuple  # noqa: E402
-from palaestra.envs.builtin import BUILTIN_ENVS  # noqa: E402
+from palaestra.envs.builtin import AGENTS_PER_COPY, BUILTIN_ENVS  # noqa: E402
 
 ACTION_POOL = 64  # distinct random action batches, cycled
 
@@ -98,10 +98,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[-1]})
-    names = [n for n in args.envs.split(",") if n] or list(BUILTIN_ENVS)
-    unknown = [n for n in names if n not in BUILTIN_ENVS]
+    # single-agent cores only (multi-agent scenes such as DungeonEscape are BaseEnvs)
+    cores = [n for n in BUILTIN_ENVS if n in AGENTS_PER_COPY]
+    names = [n for n in args.envs.split(",") if n] or cores
+    unknown = [n for n in names if n not in cores]
     if unknown:
-        parser.error(f"unknown environment(s) {unknown}; built-ins: {list(BUILTIN_ENVS)}")
+        parser.error(f"unknown environment(s) {unknown}; single-agent built-ins: {cores}")
     counts = [int(c) for c in args.agents.split(",") if c]
 
     header = (f"{'env':<14} {'actions':<22} {'agents':>7} {'agent-steps/s':>14} "

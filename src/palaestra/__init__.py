@@ -4,8 +4,9 @@ Everything a trainer plugin needs is importable from here; `docs/plugin-api.md` 
 palaestra's own trainers (`palaestra.trainers`) use nothing else.
 """
 from palaestra.buffer import (AgentBuffer, BufferKey, ObservationKeyPrefix, ReplayBuffer,
-                              RewardSignalKeyPrefix, advantage_key, next_obs_key, obs_key,
-                              returns_key, rewards_key, value_estimates_key)
+                              RewardSignalKeyPrefix, advantage_key, baselines_key, group_obs_key,
+                              next_obs_key, obs_key, returns_key, rewards_key,
+                              value_estimates_key)
 from palaestra.envs.base import (ActionSpec, ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
                                  ObservationKind, ObservationSpec, TerminalSteps)
 from palaestra.exception import (CheckpointError, EnvironmentSetupError, PalaestraError,
@@ -39,6 +40,6 @@ __all__ = [
     "ScheduleType", "Settings", "SharedActorCritic", "SimpleActor", "StatsReporter",
     "StatsSummary", "StatsWriter", "TerminalSteps", "TorchOptimizer", "TorchPolicy",
     "TrainerConfigError", "TrainerSettings", "Trajectory", "ValueNetwork", "advantage_key",
-    "compute_gae", "discount_rewards", "get_gae", "next_obs_key", "obs_key", "obs_tensors",
+    "baselines_key", "compute_gae", "discount_rewards", "get_gae", "group_obs_key", "next_obs_key", "obs_key", "obs_tensors",
     "returns_key", "rewards_key", "setting", "value_estimates_key", "__version__",
 ]

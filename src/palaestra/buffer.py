@@ -30,11 +30,17 @@ class BufferKey(str, enum.Enum):
     DISCOUNTED_RETURNS = "discounted_returns"
     GROUP_ID = "group_id"
     GROUP_REWARD = "group_reward"
+    # What the agent's teammates (same group, same behavior) did at each step, padded to the
+    # largest group seen: (n, M, ...) with GROUP_PRESENT (n, M) telling the real ones.
+    GROUP_CONTINUOUS_ACTION = "group_continuous_action"
+    GROUP_DISCRETE_ACTION = "group_discrete_action"
+    GROUP_PRESENT = "group_present"
 
 
 class ObservationKeyPrefix(str, enum.Enum):
     OBSERVATION = "obs"
     NEXT_OBSERVATION = "next_obs"
+    GROUP_OBSERVATION = "group_obs"
 
 
 class RewardSignalKeyPrefix(str, enum.Enum):
@@ -57,6 +63,11 @@ def next_obs_key(index: int) -> AgentBufferKey:
     return (ObservationKeyPrefix.NEXT_OBSERVATION, index)
 
 
+def group_obs_key(index: int) -> AgentBufferKey:
+    """Teammates' observation `index` at each step, (n, M, *shape)."""
+    return (ObservationKeyPrefix.GROUP_OBSERVATION, index)
+
+
 def rewards_key(name: str) -> AgentBufferKey:
     return (RewardSignalKeyPrefix.REWARDS, name)
 
@@ -71,6 +82,11 @@ def returns_key(name: str) -> AgentBufferKey:
 
 def advantage_key(name: str) -> AgentBufferKey:
     return (RewardSignalKeyPrefix.ADVANTAGE, name)
+
+
+def baselines_key(name: str) -> AgentBufferKey:
+    """POCA's counterfactual baseline estimates of reward stream `name`."""
+    return (RewardSignalKeyPrefix.BASELINES, name)
 
 
 class _Columns:

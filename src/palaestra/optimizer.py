@@ -42,10 +42,14 @@ class RewardSignal(abc.ABC):
 
 
 class ExtrinsicRewardSignal(RewardSignal):
-    """The environment's reward."""
+    """The environment's reward: the agent's own plus its group's (as ML-Agents adds group
+    rewards for every trainer type), so a group reward reaches PPO and SAC agents too."""
 
     def evaluate(self, buffer: AgentBuffer) -> np.ndarray:
-        return np.asarray(buffer[BufferKey.ENVIRONMENT_REWARDS], np.float32)
+        rewards = np.asarray(buffer[BufferKey.ENVIRONMENT_REWARDS], np.float32)
+        if BufferKey.GROUP_REWARD in buffer:
+            rewards = rewards + np.asarray(buffer[BufferKey.GROUP_REWARD], np.float32)
+        return rewards
 
 
 _REWARD_SIGNALS = {RewardSignalType.EXTRINSIC: ExtrinsicRewardSignal}

@@ -90,6 +90,7 @@ class StatsReporter:
         return summaries
 
 
+GROUP_REWARD_KEY = "Environment/Group Cumulative Reward"
 REWARD_KEY = "Environment/Cumulative Reward"
 
 
@@ -115,6 +116,9 @@ class ConsoleWriter(StatsWriter):
             line += f" Mean Reward: {reward.mean:.3f}. Std of Reward: {reward.std:.3f}."
         else:
             line += " No episode was completed since last summary."
+        group = values.get(GROUP_REWARD_KEY)
+        if group is not None:
+            line += f" Mean Group Reward: {group.mean:.3f}."
         line += " Training."
         if self._printer is not None:
             self._printer(line)

@@ -11,7 +11,7 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from palaestra.buffer import AgentBuffer, BufferKey, next_obs_key, obs_key
+from palaestra.buffer import AgentBuffer, BufferKey, group_obs_key, next_obs_key, obs_key
 
 
 @dataclass
@@ -32,11 +32,34 @@ class AgentExperience:
 
 
 @dataclass
+class GroupStatus:
+    """Teammates at each step of a trajectory, padded to M teammates: observations
+    [(T, M, *shape)], actions (T, M, c) and (T, M, b), and `present` (T, M) for the real ones."""
+
+    obs: List[np.ndarray]
+    continuous_actions: np.ndarray
+    discrete_actions: np.ndarray
+    present: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return self.present.shape[1]
+
+
+@dataclass
 class Trajectory:
     """Arrays of length T (steps) for one agent; `next_obs` is the observation after the last.
 
     `done_reached`: the last step ended the episode. `interrupted`: it ended by truncation (a
     time limit), so returns bootstrap from the value of `next_obs`.
+
+    Groups (`group_id` > 0): `group_rewards` (T,) is the reward the group earned at each step;
+    `group_status` holds what the agent's teammates observed and did at each step (as
+    ML-Agents' group status: POCA's centralised critic reads it), `next_group_obs` the
+    teammates' observations after the last step, and `all_group_dones_reached` whether the
+    group's episode was over for every member at that point (an agent removed before its
+    group finishes has `done_reached` but not this: its returns bootstrap from the group's
+    value).
     """
 
     obs: List[np.ndarray]
@@ -53,6 +76,17 @@ class Trajectory:
     memories: Optional[np.ndarray] = None
     group_id: int = 0
     group_rewards: Optional[np.ndarray] = None
+    group_status: Optional["GroupStatus"] = None
+    next_group_obs: Optional[List[np.ndarray]] = None
+    next_group_present: Optional[np.ndarray] = None
+    all_group_dones_reached: Optional[bool] = None  # None: no group, same as done_reached
+
+    @property
+    def group_done(self) -> bool:
+        """The episode is over for the agent and, if it has a group, for all its teammates."""
+        if self.all_group_dones_reached is None:
+            return self.done_reached
+        return self.done_reached and self.all_group_dones_reached
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -97,6 +131,8 @@ class Trajectory:
         buf[BufferKey.GROUP_ID] = np.full(n, self.group_id, np.int64)
         buf[BufferKey.GROUP_REWARD] = (np.zeros(n, np.float32) if self.group_rewards is None
                                        else self.group_rewards)
+        if self.group_status is not None:
+            _write_group_status(buf, self.group_status)
         return buf
 
 
@@ -137,4 +173,35 @@ def trajectories_to_agentbuffer(trajectories: Sequence[Trajectory]) -> AgentBuff
     buf[BufferKey.GROUP_REWARD] = np.concatenate(
         [np.zeros(len(t), np.float32) if t.group_rewards is None else t.group_rewards
          for t in trajectories])
+    if first.group_status is not None:
+        statuses = [t.group_status for t in trajectories]
+        width = max(g.size for g in statuses)  # type: ignore[union-attr]
+        padded = [pad_group_status(g, width) for g in statuses]  # type: ignore[arg-type]
+        _write_group_status(buf, GroupStatus(
+            [np.concatenate([g.obs[i] for g in padded]) for i in range(len(first.obs))],
+            np.concatenate([g.continuous_actions for g in padded]),
+            np.concatenate([g.discrete_actions for g in padded]),
+            np.concatenate([g.present for g in padded])))
     return buf
+
+
+def pad_group_status(status: GroupStatus, width: int) -> GroupStatus:
+    """The same teammates padded (absent) to `width` slots: the largest group can grow during
+    a run, and trajectories recorded before must still stack with later ones."""
+    extra = width - status.size
+    if extra <= 0:
+        return status
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, np.zeros((a.shape[0], extra, *a.shape[2:]), a.dtype)], 1)
+
+    return GroupStatus([pad(o) for o in status.obs], pad(status.continuous_actions),
+                       pad(status.discrete_actions), pad(status.present))
+
+
+def _write_group_status(buf: AgentBuffer, status: GroupStatus) -> None:
+    for i, o in enumerate(status.obs):
+        buf[group_obs_key(i)] = o
+    buf[BufferKey.GROUP_CONTINUOUS_ACTION] = status.continuous_actions
+    buf[BufferKey.GROUP_DISCRETE_ACTION] = status.discrete_actions
+    buf[BufferKey.GROUP_PRESENT] = status.present

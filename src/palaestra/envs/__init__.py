@@ -5,7 +5,10 @@
 - a Gymnasium id (``CartPole-v1``, ``Pendulum-v1``, ``mymodule:MyEnv-v0`` for ids that Gymnasium
   imports from a module),
 - ``module.path:factory`` for a user's own environment: a callable returning a
-  ``gymnasium.Env`` (palaestra makes ``num_envs`` copies) or a palaestra ``BaseEnv``.
+  ``gymnasium.Env`` (palaestra makes ``num_envs`` copies) or a palaestra ``BaseEnv``,
+- ``pettingzoo:<module>:<factory>`` for a PettingZoo environment
+  (``pettingzoo:mpe2:simple_spread_v3``), one behavior per agent team (see
+  `palaestra.envs.pettingzoo_adapter`).
 ``env_args`` (a mapping, or ``key=value`` strings) are passed to ``gymnasium.make`` / the factory
 as keyword arguments.
 """
@@ -64,6 +67,10 @@ def make_environment(env_path: Optional[str], env_args: Any = None, num_envs: in
             "No environment given: pass --env <gymnasium id | module:factory> or set "
             "env_settings.env_path in the config.")
     kwargs = parse_env_args(env_args)
+    if env_path.startswith("pettingzoo:"):
+        from palaestra.envs.pettingzoo_adapter import make_pettingzoo_env
+
+        return make_pettingzoo_env(env_path, kwargs, num_envs, seed)
     from palaestra.envs.builtin import BUILTIN_ENVS, make_builtin
     from palaestra.envs.gym_adapter import GymnasiumEnv
 

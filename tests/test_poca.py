@@ -1,0 +1,132 @@
+"""POCA: the attention critic's set semantics, posthumous credit for a removed agent, the loss
+stats, and a run through the CLI on the cooperative built-in environment."""
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from palaestra import (ActionSpec, BehaviorIdentifiers, BehaviorSpec, NetworkSettings,
+                       ObservationSpec, TrainerSettings, returns_key)
+from palaestra.trainers.poca import POCASettings, POCATrainer, POCAValueNetwork
+from palaestra.trajectory import GroupStatus, Trajectory
+
+from helpers import learn, scalars
+
+
+def _critic(spec=ActionSpec(1, (3,)), hidden=16):
+    torch.manual_seed(0)
+    return POCAValueNetwork(["extrinsic"], [ObservationSpec((4,))],
+                            NetworkSettings(hidden_units=hidden, num_layers=1), spec)
+
+
+def test_defaults_are_ml_agents_poca_settings():
+    hp = POCASettings()
+    assert (hp.beta, hp.epsilon, hp.lambd, hp.num_epoch) == (5.0e-3, 0.2, 0.95, 3)
+    assert (hp.batch_size, hp.buffer_size, hp.learning_rate) == (1024, 10240, 3.0e-4)
+
+
+@pytest.mark.parametrize("members", [1, 2, 4])
+def test_critic_ignores_the_teammates_order_and_padding(members):
+    critic = _critic().eval()
+    body = critic.network_body
+    rng = np.random.default_rng(0)
+    b, m = 5, members - 1
+    obs = [torch.as_tensor(rng.normal(size=(b, 4)), dtype=torch.float32)]
+    group = [torch.as_tensor(rng.normal(size=(b, m, 4)), dtype=torch.float32)]
+    acts = body.flat_actions(torch.as_tensor(rng.uniform(-1, 1, (b, m, 1)), dtype=torch.float32),
+                             torch.as_tensor(rng.integers(0, 3, (b, m, 1))))
+    present = torch.ones(b, m, dtype=torch.bool)
+    value = critic.critic_pass(obs, group, present)["extrinsic"]
+    base = critic.baseline(obs, group, acts, present)["extrinsic"]
+    perm = torch.randperm(m) if m else torch.arange(0)
+    torch.testing.assert_close(critic.critic_pass(obs, [group[0][:, perm]], present)["extrinsic"],
+                               value)
+    torch.testing.assert_close(critic.baseline(obs, [group[0][:, perm]], acts[:, perm],
+                                               present)["extrinsic"], base)
+    # two absent (padded) teammates with garbage in them change nothing
+    pad_obs = [torch.cat([group[0], 100 * torch.ones(b, 2, 4)], 1)]
+    pad_act = torch.cat([acts, torch.ones(b, 2, acts.shape[-1])], 1)
+    pad_present = torch.cat([present, torch.zeros(b, 2, dtype=torch.bool)], 1)
+    torch.testing.assert_close(critic.critic_pass(obs, pad_obs, pad_present)["extrinsic"], value)
+    torch.testing.assert_close(critic.baseline(obs, pad_obs, pad_act, pad_present)["extrinsic"],
+                               base)
+
+
+def test_baseline_depends_on_teammates_actions_not_on_its_own():
+    critic = _critic(ActionSpec(0, (3,)))
+    body = critic.network_body
+    obs = [torch.randn(2, 4)]
+    group = [torch.randn(2, 1, 4)]
+    present = torch.ones(2, 1, dtype=torch.bool)
+    a0 = body.flat_actions(torch.zeros(2, 1, 0), torch.zeros(2, 1, 1, dtype=torch.long))
+    a2 = body.flat_actions(torch.zeros(2, 1, 0), torch.full((2, 1, 1), 2))
+    b0 = critic.baseline(obs, group, a0, present)["extrinsic"]
+    b2 = critic.baseline(obs, group, a2, present)["extrinsic"]
+    assert not torch.allclose(b0, b2)
+
+
+def _trainer(tmp_path, gamma=0.9, lambd=1.0):
+    spec = BehaviorSpec([ObservationSpec((4,))], ActionSpec(0, (3,)))
+    settings = TrainerSettings(trainer_type="poca",
+                               hyperparameters=POCASettings(lambd=lambd, batch_size=4,
+                                                            buffer_size=8),
+                               network_settings=NetworkSettings(hidden_units=8, num_layers=1),
+                               max_steps=1000)
+    settings.reward_signals[next(iter(settings.reward_signals))].gamma = gamma
+    trainer = POCATrainer("B", 1, settings, True, False, 0, str(tmp_path))
+    bid = BehaviorIdentifiers.from_name_behavior_id("B")
+    trainer.add_policy(bid, trainer.create_policy(bid, spec))
+    return trainer
+
+
+def _trajectory(agent, done, all_done, group_reward_last=0.0, n=3):
+    rng = np.random.default_rng(agent)
+    obs = rng.normal(size=(n, 4)).astype(np.float32)
+    group_rewards = np.zeros(n, np.float32)
+    group_rewards[-1] = group_reward_last
+    return Trajectory(
+        [obs], [rng.normal(size=4).astype(np.float32)], np.zeros((n, 0), np.float32),
+        rng.integers(0, 3, (n, 1)), np.zeros(n, np.float32), np.zeros(n, np.float32), None,
+        done, False, agent, "B", group_id=1, group_rewards=group_rewards,
+        group_status=GroupStatus([rng.normal(size=(n, 2, 4)).astype(np.float32)],
+                                 np.zeros((n, 2, 0), np.float32), rng.integers(0, 3, (n, 2, 1)),
+                                 np.ones((n, 2), bool)),
+        next_group_obs=[rng.normal(size=(2, 4)).astype(np.float32)],
+        next_group_present=np.ones(2, bool), all_group_dones_reached=all_done)
+
+
+def test_removed_agent_bootstraps_from_the_group_value_and_a_finished_group_does_not(tmp_path):
+    trainer = _trainer(tmp_path)
+    removed = _trajectory(1, done=True, all_done=False)
+    finished = _trajectory(2, done=True, all_done=True, group_reward_last=1.0)
+    buffer = trainer.process_group_batch([removed, finished])
+    returns = buffer[returns_key("extrinsic")]
+    optimizer = trainer.optimizer
+    after = optimizer.next_values([np.stack([removed.next_obs[0]])],
+                                  [removed.next_group_obs[0][None]],
+                                  removed.next_group_present[None])["extrinsic"][0]
+    # lambda = 1: the removed agent's return is the discounted group value after it
+    np.testing.assert_allclose(returns[:3], [0.9 ** 3 * after, 0.9 ** 2 * after, 0.9 * after],
+                               rtol=1e-5)
+    # the finished group's last step returns exactly its reward: no bootstrap
+    np.testing.assert_allclose(returns[3:], [0.81, 0.9, 1.0], rtol=1e-5)
+    assert trainer.stats_reporter.get_pending("Policy/Extrinsic Baseline Estimate")
+
+
+def test_poca_trains_through_the_cli_on_dungeon_escape(tmp_path):
+    config = {"behaviors": {"DungeonEscape": {
+        "trainer_type": "poca",
+        "hyperparameters": {"batch_size": 256, "buffer_size": 1024, "num_epoch": 2},
+        "network_settings": {"hidden_units": 32, "num_layers": 1},
+        "max_steps": 3000, "summary_freq": 1000, "time_horizon": 32}},
+        "env_settings": {"env_path": "DungeonEscape", "num_envs": 8, "seed": 1}}
+    path = tmp_path / "poca.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert learn(str(path), "--results-dir", str(tmp_path), "--run-id", "r") == 0
+    series = scalars(os.path.join(tmp_path, "r", "DungeonEscape"))
+    for tag in ("Losses/Baseline Loss", "Losses/Value Loss", "Losses/Policy Loss",
+                "Policy/Extrinsic Baseline Estimate", "Environment/Group Cumulative Reward"):
+        assert series.get(tag), tag
+    assert all(np.isfinite(v) for _, v in series["Losses/Baseline Loss"])
