@@ -8,7 +8,7 @@ a separate process; the table shows whole-process and training-loop steps/s and 
 of the episodes that ended in the last `--window` steps.
 
     python bench/sac_speed.py                                   # Pendulum-v1, 5000 steps, 2 repeats
-    python bench/sac_speed.py --config configs/sac/HalfCheetah.yaml --steps 20000
+    python bench/sac_speed.py --config configs/sac/HalfCheetah.yaml --steps 4000 --warmup 1000
     python bench/sac_speed.py --steps 20000 --repeats 1         # the 20k-step return
 
 SB3 runs in its own venv (`~/.cache/palaestra-bench/sb3-venv`, made on first use, as
@@ -127,8 +127,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--only", default="palaestra,sb3")
     p.add_argument("--sb3-venv", type=Path, default=CACHE_DIR / "sb3-venv")
     p.add_argument("--timeout", type=float, default=7200)
+    p.add_argument("--warmup", type=int, default=None,
+                   help="override buffer_init_steps / learning_starts for both systems (speed "
+                        "runs of MuJoCo configs, whose 10k warm-up steps train nothing)")
     args = p.parse_args(argv)
     spec = read_config(args.config)
+    config = args.config
+    if args.warmup is not None:
+        import yaml
+
+        spec["learning_starts"] = args.warmup
+        raw = yaml.safe_load(args.config.read_text())
+        for settings in raw["behaviors"].values():
+            settings["hyperparameters"]["buffer_init_steps"] = args.warmup
+        config = Path(tempfile.mkdtemp(prefix="sac-speed-")) / args.config.name
+        config.write_text(yaml.safe_dump(raw))
     systems = args.only.split(",")
     python = None
     if "sb3" in systems:
@@ -141,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for rep in range(args.repeats):
         for system in systems:
             if system == "palaestra":
-                result = run_palaestra(args.config, str(spec["behavior"]), args.steps,
+                result = run_palaestra(config, str(spec["behavior"]), args.steps,
                                        args.window, args.timeout)
             else:
                 assert python is not None
@@ -156,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
     print(f"\n{spec['env_id']} from {args.config.relative_to(REPO) if args.config.is_absolute() and REPO in args.config.parents else args.config}, "
-          f"seed {SEED}. final return = mean over episodes ending in the last {args.window} "
+          f"seed {SEED}, warm-up {spec['learning_starts']} steps. final return = mean over episodes ending in the last {args.window} "
           "steps (palaestra: its last summary). train steps/s = steps / training loop "
           "(palaestra: timers.json training_loop; sb3: model.learn).")
     return 0

@@ -214,6 +214,18 @@ def test_group_id_and_reward_from_infos():
     assert env.get_steps("predator")[0].group_reward.tolist() == [0.0] * 4  # new episode
 
 
+def test_group_by_behavior_puts_each_copys_team_in_one_group():
+    env = make_environment("pettingzoo:pz_envs_for_tests:TeamsEnv", {"group_by_behavior": True},
+                           num_envs=2, seed=7)
+    env.reset()
+    decision, _ = env.get_steps("predator")
+    assert decision.group_id.tolist() == [1, 1, 1_000_001, 1_000_001]
+    np.testing.assert_array_equal(decision.group_reward, np.zeros(4))
+    assert env.get_steps("prey")[0].group_id.tolist() == [1, 1_000_001]
+    with pytest.raises(EnvironmentSetupError, match="group_by_behavior"):
+        make_environment("pettingzoo:pz_envs_for_tests:TeamsEnv", {"group_by_behavior": "yes"})
+
+
 def test_action_mask_from_infos_others_allowed():
     class Masked(P.TeamsEnv):
         def _infos(self):

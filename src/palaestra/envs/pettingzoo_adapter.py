@@ -39,7 +39,7 @@ from palaestra.envs.gym_adapter import _ActionMap, _obs_leaves
 from palaestra.exception import EnvironmentSetupError
 
 PREFIX = "pettingzoo:"
-RESERVED_KEYS = ("agent_behaviors",)
+RESERVED_KEYS = ("agent_behaviors", "group_by_behavior")
 # group ids are made unique across copies as copy_index * GROUP_STRIDE + group_id
 GROUP_STRIDE = 1_000_000
 _INDEXED = re.compile(r"^(.+)_(\d+)$")
@@ -148,12 +148,16 @@ class _Batch:
         self.infos.append(info if isinstance(info, Mapping) else {})
 
 
-def _groups(batch: _Batch) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """group_id (unique across copies) and group_reward arrays, or None when no agent reports."""
+def _groups(batch: _Batch, by_behavior: bool = False
+            ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """group_id (unique across copies) and group_reward arrays, or None when no agent reports
+    and `by_behavior` is off; with it, an agent without a `group_id` info is in its copy's
+    group of this behavior (group 1 of the batch, which holds one behavior)."""
     infos = batch.infos
     if not any("group_id" in i or "group_reward" in i for i in infos):
-        return None, None
-    local = np.asarray([i.get("group_id", 0) for i in infos], np.int64)
+        if not by_behavior:
+            return None, None
+    local = np.asarray([i.get("group_id", 1 if by_behavior else 0) for i in infos], np.int64)
     if ((local < 0) | (local >= GROUP_STRIDE)).any():
         raise EnvironmentSetupError(
             f"infos group_id must be an int in [0, {GROUP_STRIDE}) (0 = no group); got "
@@ -167,8 +171,10 @@ class PettingZooEnv(BaseEnv):
     """Copies of a PettingZoo Parallel environment, their agents grouped into behaviors."""
 
     def __init__(self, envs: Sequence[Any], env_name: str, seed: Optional[int] = None,
-                 agent_behaviors: Optional[Mapping[str, str]] = None) -> None:
+                 agent_behaviors: Optional[Mapping[str, str]] = None,
+                 group_by_behavior: bool = False) -> None:
         self.envs = list(envs)
+        self.group_by_behavior = bool(group_by_behavior)
         self.env_name = env_name
         self.seed = seed
         self.rule = BehaviorRule(agent_behaviors)
@@ -319,7 +325,7 @@ class PettingZooEnv(BaseEnv):
         empty = _Batch()
         for name, io in self._io.items():
             d = decisions.get(name, empty)
-            group_id, group_reward = _groups(d)
+            group_id, group_reward = _groups(d, self.group_by_behavior)
             self._decision[name] = DecisionSteps(
                 io.observations(d.obs), np.asarray(d.rewards, np.float32),
                 np.asarray(d.ids, np.int64), io.masks(d.obs, d.infos), group_id, group_reward)
@@ -328,7 +334,7 @@ class PettingZooEnv(BaseEnv):
             if t is None:
                 self._terminal[name] = empty_terminal_steps(io.spec)
                 continue
-            group_id, group_reward = _groups(t)
+            group_id, group_reward = _groups(t, self.group_by_behavior)
             self._terminal[name] = TerminalSteps(
                 io.observations(t.obs), np.asarray(t.rewards, np.float32),
                 np.asarray(t.interrupted, bool), np.asarray(t.ids, np.int64), group_id,
@@ -345,9 +351,14 @@ def make_pettingzoo_env(env_path: str, kwargs: Mapping[str, Any], num_envs: int 
     """``pettingzoo:<module>[:<factory>]`` -> `PettingZooEnv` of ``num_envs`` copies."""
     kwargs = dict(kwargs)
     agent_behaviors = kwargs.pop("agent_behaviors", None)
+    group_by_behavior = kwargs.pop("group_by_behavior", False)
+    if not isinstance(group_by_behavior, bool):
+        raise EnvironmentSetupError(
+            f"--env {env_path}: env_args group_by_behavior must be true or false, got "
+            f"{group_by_behavior!r}.")
     factory = resolve_factory(env_path)
     envs = [_make_parallel(factory, kwargs, env_path) for _ in range(num_envs)]
-    return PettingZooEnv(envs, env_path, seed, agent_behaviors)
+    return PettingZooEnv(envs, env_path, seed, agent_behaviors, group_by_behavior)
 
 
 def _import(name: str, env_path: str) -> types.ModuleType:
