@@ -289,11 +289,13 @@ def test_mpe2_simple_spread(env_path):
 
 
 # -- (f) two teams trained through the CLI -----------------------------------------------------
-def test_two_behaviors_learn_through_cli(tmp_path):
+@pytest.mark.parametrize("blue_trainer", ["ppo", "poca"])
+def test_two_behaviors_learn_through_cli(tmp_path, blue_trainer):
     """red must echo its cue, blue must answer the other action: two policies, each with its
-    own settings, both well above random play (0.5) within a small budget."""
-    def behavior(lr, buffer_size, max_steps):
-        return {"trainer_type": "ppo",
+    own settings (and trainer type), both well above random play (0.5) within a small
+    budget."""
+    def behavior(lr, buffer_size, max_steps, trainer="ppo"):
+        return {"trainer_type": trainer,
                 "hyperparameters": {"batch_size": 32, "buffer_size": buffer_size,
                                     "learning_rate": lr, "beta": 5e-3, "num_epoch": 3},
                 "network_settings": {"hidden_units": 16, "num_layers": 1},
@@ -302,7 +304,8 @@ def test_two_behaviors_learn_through_cli(tmp_path):
 
     config = tmp_path / "cue.yaml"
     config.write_text(yaml.safe_dump({
-        "behaviors": {"red": behavior(3e-3, 256, 3000), "blue": behavior(5e-3, 128, 1500)},
+        "behaviors": {"red": behavior(3e-3, 256, 3000),
+                      "blue": behavior(5e-3, 128, 1500, blue_trainer)},
         "env_settings": {"env_path": "pettingzoo:pz_envs_for_tests:CueEnv", "num_envs": 4,
                          "seed": 1}}))
     assert learn(str(config), "--run-id", "cue", "--results-dir", str(tmp_path)) == 0
@@ -313,3 +316,4 @@ def test_two_behaviors_learn_through_cli(tmp_path):
         assert (run / name / "checkpoint.pt").is_file()
     resolved = yaml.safe_load((run / "configuration.yaml").read_text())
     assert resolved["behaviors"]["blue"]["hyperparameters"]["buffer_size"] == 128
+    assert resolved["behaviors"]["blue"]["trainer_type"] == blue_trainer

@@ -158,3 +158,26 @@ def test_poca_beats_ppo_on_dungeon_escape(tmp_path):
     poca_end, ppo_end = float(np.mean(poca[-3:])), float(np.mean(ppo[-3:]))
     assert poca_end >= 0.5, poca
     assert poca_end >= ppo_end + 0.3, (poca, ppo)
+
+
+@pytest.mark.parametrize("env_path, behavior, threshold", [
+    ("toy_envs:point_target", "point_target", -4.5),   # continuous (random ~ -10)
+    ("toy_envs:hybrid_target", "HybridTarget", 1.0),   # hybrid (random ~ -4.5)
+])
+def test_poca_learns_continuous_and_hybrid_actions(tmp_path, env_path, behavior, threshold):
+    """Without groups POCA's critic sees the agent alone: PPO's values from
+    tests/test_learning.py then work for it too."""
+    config = {"behaviors": {behavior: {
+        "trainer_type": "poca",
+        "hyperparameters": {"batch_size": 128, "buffer_size": 1024, "learning_rate": 3e-3,
+                            "beta": 0.0, "num_epoch": 6},
+        "network_settings": {"hidden_units": 32, "num_layers": 2},
+        "reward_signals": {"extrinsic": {"gamma": 0.9}},
+        "max_steps": 16000, "summary_freq": 4000, "time_horizon": 64}},
+        "env_settings": {"env_path": env_path, "num_envs": 4, "seed": 3}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert learn(str(path), "--results-dir", str(tmp_path), "--run-id", "r") == 0
+    rewards = [v for _, v in scalars(os.path.join(tmp_path, "r", behavior))[
+        "Environment/Cumulative Reward"]]
+    assert rewards[-1] > threshold, rewards
