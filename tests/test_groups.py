@@ -114,3 +114,24 @@ def test_extrinsic_reward_adds_the_group_reward():
     proc.record_step(_decision([0, 1], 0), _terminal([0, 1], 1, group_reward=2.0))
     signal = ExtrinsicRewardSignal("extrinsic", RewardSignalSettings())
     np.testing.assert_allclose(signal.evaluate(out[0].to_agentbuffer()), [2.0])
+
+
+def test_groupmate_rewards_are_recorded_and_added_for_poca_only():
+    out = []
+    proc = AgentProcessor("beh", _spec(), 50, StatsReporter("t", []), out.append)
+    _act(proc, _decision([0, 1, 2], 0))
+    d = _decision([0, 1, 2], 1)
+    d.reward[:] = [1.0, 2.0, 4.0]
+    none = TerminalSteps([np.zeros((0, 2), np.float32)], np.zeros(0, np.float32),
+                         np.zeros(0, bool), np.zeros(0, np.int64))
+    proc.record_step(d, none)
+    _act(proc, d)
+    proc.record_step(_decision([0, 1, 2], 0), _terminal([0, 1, 2], 2))
+    by_agent = {t.agent_id: t for t in out}
+    np.testing.assert_allclose(by_agent[0].groupmate_rewards, [6.0, 0.0])
+    np.testing.assert_allclose(by_agent[2].groupmate_rewards, [3.0, 0.0])
+    buffer = by_agent[0].to_agentbuffer()
+    signal = ExtrinsicRewardSignal("extrinsic", RewardSignalSettings())
+    np.testing.assert_allclose(signal.evaluate(buffer), [1.0, 0.0])  # PPO, SAC: own + group
+    signal.add_groupmate_rewards = True  # what POCA's optimizer sets, as ML-Agents' POCA does
+    np.testing.assert_allclose(signal.evaluate(buffer), [7.0, 0.0])

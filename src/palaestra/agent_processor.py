@@ -48,7 +48,8 @@ class AgentProcessor:
                   "_rew": ((h,), np.float32), "_mask": ((h, sum(a.discrete_branches)), bool),
                   "_pos": ((), np.int64), "_pending": ((), bool),
                   "_ep_reward": ((), np.float64), "_ep_len": ((), np.int64),
-                  "_grew": ((h,), np.float32), "_gid": ((), np.int64),
+                  "_grew": ((h,), np.float32), "_gmrew": ((h,), np.float32),
+                  "_gid": ((), np.int64),
                   "_ep_group_reward": ((), np.float64)}
 
         def grow(old: Optional[np.ndarray], shape: tuple, dtype: Any) -> np.ndarray:
@@ -68,7 +69,7 @@ class AgentProcessor:
             return arr.reshape(n * h, *arr.shape[2:])
 
         self._flat_obs = [flat(o) for o in self._obs]
-        self._flat_grew = flat(self._grew)
+        self._flat_grew, self._flat_gmrew = flat(self._grew), flat(self._gmrew)
         m = self._mates
         old_gobs = getattr(self, "_gobs", [None] * len(self.spec.observation_specs))
         self._gobs = [grow(old, (h, m, *o.shape), np.float32)
@@ -160,39 +161,50 @@ class AgentProcessor:
         trajectories that ended (terminal agents) or filled `time_horizon`."""
         grouped = self._mates > 0
         context = _GroupContext() if grouped else None
+        t_slots = np.zeros(0, np.int64)
         if len(terminal):
             slots = np.asarray([self._ids.get(a, -1) for a in terminal.agent_id.tolist()])
             rows = np.nonzero((slots >= 0) & self._pending[np.maximum(slots, 0)])[0]
-            slots = slots[rows]
-            self._complete(slots, terminal.reward[rows], _rows_of(terminal.group_reward, rows))
-            rewards = self._ep_reward[slots]
-            self.stats.add_stats("Environment/Cumulative Reward", rewards)
-            self.stats.add_stats("Environment/Episode Length", self._ep_len[slots])
-            if context is not None:
-                context.add(slots, self._gid[slots], [o[rows] for o in terminal.obs], True)
+            t_slots = slots[rows]
+            self._pending[t_slots] = False  # done: not completed again as a decision below
+        d_slots = np.zeros(0, np.int64)
         if len(decision):
             index = self._index(decision.agent_id)
             pending = self._pending[index]
-            if pending.all():
-                d_rows = None
-                self._complete(index, decision.reward, decision.group_reward)
+            d_rows = None if pending.all() else np.nonzero(pending)[0]
+            if d_rows is None:
                 d_slots = np.arange(self._n)[index]
+                d_rewards, d_group = decision.reward, decision.group_reward
             else:
-                d_rows = np.nonzero(pending)[0]
-                index = self._last_slots[d_rows]
-                self._complete(index, decision.reward[d_rows],
-                               _rows_of(decision.group_reward, d_rows))
-                d_slots = index
+                index = d_slots = self._last_slots[d_rows]
+                d_rewards = decision.reward[d_rows]
+                d_group = _rows_of(decision.group_reward, d_rows)
+        mates_t = mates_d = None
+        if grouped:  # what each agent's live teammates earned this step (their own rewards)
+            mates = _teammates_sum(np.concatenate([self._gid[t_slots], self._gid[d_slots]]),
+                                   np.concatenate([terminal.reward[rows] if len(terminal)
+                                                   else np.zeros(0), d_rewards
+                                                   if len(decision) else np.zeros(0)]))
+            mates_t, mates_d = mates[: len(t_slots)], mates[len(t_slots):]
+        if len(terminal):
+            self._complete(t_slots, terminal.reward[rows], _rows_of(terminal.group_reward, rows),
+                           mates_t)
+            self.stats.add_stats("Environment/Cumulative Reward", self._ep_reward[t_slots])
+            self.stats.add_stats("Environment/Episode Length", self._ep_len[t_slots])
+            if context is not None:
+                context.add(t_slots, self._gid[t_slots], [o[rows] for o in terminal.obs], True)
+        if len(decision):
+            self._complete(index, d_rewards, d_group, mates_d)
             if context is not None:
                 obs = decision.obs if d_rows is None else [o[d_rows] for o in decision.obs]
                 context.add(d_slots, self._gid[d_slots], obs, False)
         if len(terminal):
-            for row, slot in zip(rows.tolist(), slots.tolist()):
+            for row, slot in zip(rows.tolist(), t_slots.tolist()):
                 self._emit(slot, [o[row].copy() for o in terminal.obs], True,
                            bool(terminal.interrupted[row]), context)
-            self._ep_reward[slots] = 0.0
-            self._ep_len[slots] = 0
-            self._ep_group_reward[slots] = 0.0
+            self._ep_reward[t_slots] = 0.0
+            self._ep_len[t_slots] = 0
+            self._ep_group_reward[t_slots] = 0.0
         if len(decision):
             full = np.nonzero(self._pos[index] >= self.horizon)[0]
             if len(full):
@@ -202,9 +214,12 @@ class AgentProcessor:
                                False, context)
 
     def _complete(self, index: Union[slice, np.ndarray], rewards: np.ndarray,
-                  group_rewards: Optional[np.ndarray] = None) -> None:
+                  group_rewards: Optional[np.ndarray] = None,
+                  groupmate_rewards: Optional[np.ndarray] = None) -> None:
         rows = self._base[index] + self._pos[index]
         self._flat_rew[rows] = rewards
+        if groupmate_rewards is not None:
+            self._flat_gmrew[rows] = groupmate_rewards
         if group_rewards is not None:
             self._flat_grew[rows] = group_rewards
             self._ep_group_reward[index] += group_rewards
@@ -233,6 +248,7 @@ class AgentProcessor:
             group = int(self._gid[slot])
             trajectory.group_id = group
             trajectory.group_rewards = self._grew[slot, :n].copy()
+            trajectory.groupmate_rewards = self._gmrew[slot, :n].copy()
             trajectory.group_status = GroupStatus(
                 [o[slot, :n].copy() for o in self._gobs], self._gcont[slot, :n].copy(),
                 self._gdisc[slot, :n].copy(), self._gpresent[slot, :n].copy())
@@ -256,6 +272,16 @@ class AgentProcessor:
 
 def _rows_of(values: Optional[np.ndarray], rows: np.ndarray) -> Optional[np.ndarray]:
     return None if values is None else values[rows]
+
+
+def _teammates_sum(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each agent, the sum of `values` over the other agents with its group id (0 for
+    agents without a group)."""
+    if not len(groups):
+        return np.zeros(0, np.float32)
+    keys, inverse = np.unique(groups, return_inverse=True)
+    totals = np.bincount(inverse, weights=values, minlength=len(keys))
+    return np.where(groups > 0, totals[inverse] - values, 0.0).astype(np.float32)
 
 
 def teammates(groups: np.ndarray) -> np.ndarray:

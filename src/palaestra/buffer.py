@@ -35,6 +35,7 @@ class BufferKey(str, enum.Enum):
     GROUP_CONTINUOUS_ACTION = "group_continuous_action"
     GROUP_DISCRETE_ACTION = "group_discrete_action"
     GROUP_PRESENT = "group_present"
+    GROUPMATE_REWARDS = "groupmate_rewards"  # teammates' own rewards at each step, summed
 
 
 class ObservationKeyPrefix(str, enum.Enum):

@@ -43,10 +43,16 @@ class RewardSignal(abc.ABC):
 
 class ExtrinsicRewardSignal(RewardSignal):
     """The environment's reward: the agent's own plus its group's (as ML-Agents adds group
-    rewards for every trainer type), so a group reward reaches PPO and SAC agents too."""
+    rewards for every trainer type), so a group reward reaches PPO and SAC agents too. With
+    `add_groupmate_rewards` (POCA sets it, as ML-Agents' POCA does) the teammates' own rewards
+    of each step are added as well."""
+
+    add_groupmate_rewards = False
 
     def evaluate(self, buffer: AgentBuffer) -> np.ndarray:
         rewards = np.asarray(buffer[BufferKey.ENVIRONMENT_REWARDS], np.float32)
+        if self.add_groupmate_rewards and BufferKey.GROUPMATE_REWARDS in buffer:
+            rewards = rewards + np.asarray(buffer[BufferKey.GROUPMATE_REWARDS], np.float32)
         if BufferKey.GROUP_REWARD in buffer:
             rewards = rewards + np.asarray(buffer[BufferKey.GROUP_REWARD], np.float32)
         return rewards

@@ -77,6 +77,7 @@ class Trajectory:
     group_id: int = 0
     group_rewards: Optional[np.ndarray] = None
     group_status: Optional["GroupStatus"] = None
+    groupmate_rewards: Optional[np.ndarray] = None  # (T,) teammates' own rewards, summed
     next_group_obs: Optional[List[np.ndarray]] = None
     next_group_present: Optional[np.ndarray] = None
     all_group_dones_reached: Optional[bool] = None  # None: no group, same as done_reached
@@ -133,6 +134,8 @@ class Trajectory:
                                        else self.group_rewards)
         if self.group_status is not None:
             _write_group_status(buf, self.group_status)
+        if self.groupmate_rewards is not None:
+            buf[BufferKey.GROUPMATE_REWARDS] = self.groupmate_rewards
         return buf
 
 
@@ -173,6 +176,10 @@ def trajectories_to_agentbuffer(trajectories: Sequence[Trajectory]) -> AgentBuff
     buf[BufferKey.GROUP_REWARD] = np.concatenate(
         [np.zeros(len(t), np.float32) if t.group_rewards is None else t.group_rewards
          for t in trajectories])
+    if first.groupmate_rewards is not None:
+        buf[BufferKey.GROUPMATE_REWARDS] = np.concatenate(
+            [np.zeros(len(t), np.float32) if t.groupmate_rewards is None else t.groupmate_rewards
+             for t in trajectories])
     if first.group_status is not None:
         statuses = [t.group_status for t in trajectories]
         width = max(g.size for g in statuses)  # type: ignore[union-attr]

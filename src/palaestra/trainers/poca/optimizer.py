@@ -10,6 +10,7 @@ import torch
 from palaestra import (Adam, AgentAction, AgentBuffer, BufferKey, DecayedValue, ModelUtils,
                        TorchOptimizer, TorchPolicy, TrainerSettings, baselines_key,
                        group_obs_key, obs_tensors, returns_key, value_estimates_key)
+from palaestra.optimizer import ExtrinsicRewardSignal
 from palaestra.trainers.poca.networks import POCAValueNetwork
 from palaestra.trainers.poca.settings import POCASettings
 
@@ -20,6 +21,9 @@ class TorchPOCAOptimizer(TorchOptimizer):
         hp = trainer_settings.hyperparameters
         assert isinstance(hp, POCASettings)
         self.hyperparameters = hp
+        for signal in self.reward_signals.values():
+            if isinstance(signal, ExtrinsicRewardSignal):  # teammates' rewards too (ML-Agents)
+                signal.add_groupmate_rewards = True
         spec = policy.behavior_spec
         self.critic = POCAValueNetwork(self.stream_names, spec.observation_specs,
                                        trainer_settings.network_settings,
