@@ -76,13 +76,20 @@ class OnPolicyTrainer(RLTrainer[H]):
         else:
             buffer[BufferKey.ADVANTAGES] = np.mean(advantages, axis=0)
             buffer[BufferKey.DISCOUNTED_RETURNS] = np.mean(returns, axis=0)
-        # In order: one agent may have ended an episode and started the next in this batch.
+        self.collect_episode_rewards(trajectories, sums)
+        return buffer
+
+    def collect_episode_rewards(self, trajectories: Sequence[Trajectory],
+                                sums: Dict[str, np.ndarray]) -> None:
+        """Add each trajectory's reward sums ({signal name or "environment": (K,)}) to its
+        agent's episode totals, and report the episodes that ended. In order: one agent may
+        have ended an episode and started the next in the same batch."""
+        assert self.optimizer is not None
         for k, trajectory in enumerate(trajectories):
             for name, per_trajectory in sums.items():
                 self.collected_rewards[name][trajectory.agent_id] += float(per_trajectory[k])
             if trajectory.done_reached:
-                self._update_end_episode_stats(trajectory.agent_id, optimizer)
-        return buffer
+                self._update_end_episode_stats(trajectory.agent_id, self.optimizer)
 
     def _value_estimates(self, trajectories: Sequence[Trajectory], buffer: AgentBuffer,
                          done: np.ndarray

@@ -91,11 +91,7 @@ class POCATrainer(OnPolicyTrainer[POCASettings]):
             advantages.append(returns - b)
         buffer[BufferKey.ADVANTAGES] = advantages[0] if len(advantages) == 1 else \
             np.mean(advantages, axis=0)
-        for k, trajectory in enumerate(trajectories):
-            for name, per_trajectory in sums.items():
-                self.collected_rewards[name][trajectory.agent_id] += float(per_trajectory[k])
-            if trajectory.done_reached:
-                self._update_end_episode_stats(trajectory.agent_id, optimizer)
+        self.collect_episode_rewards(trajectories, sums)
         return buffer
 
     def _next_group(self, trajectories: Sequence[Trajectory], width: int) -> tuple:
