@@ -195,15 +195,21 @@ def trajectories_to_agentbuffer(trajectories: Sequence[Trajectory]) -> AgentBuff
 def pad_group_status(status: GroupStatus, width: int) -> GroupStatus:
     """The same teammates padded (absent) to `width` slots: the largest group can grow during
     a run, and trajectories recorded before must still stack with later ones."""
-    extra = width - status.size
-    if extra <= 0:
+    if width <= status.size:
         return status
+    return GroupStatus([pad_teammates(o, width) for o in status.obs],
+                       pad_teammates(status.continuous_actions, width),
+                       pad_teammates(status.discrete_actions, width),
+                       pad_teammates(status.present, width))
 
-    def pad(a: np.ndarray) -> np.ndarray:
-        return np.concatenate([a, np.zeros((a.shape[0], extra, *a.shape[2:]), a.dtype)], 1)
 
-    return GroupStatus([pad(o) for o in status.obs], pad(status.continuous_actions),
-                       pad(status.discrete_actions), pad(status.present))
+def pad_teammates(column: np.ndarray, width: int) -> np.ndarray:
+    """A teammate column (n, M, ...) padded with zeros (absent teammates) to (n, width, ...)."""
+    extra = width - column.shape[1]
+    if extra <= 0:
+        return column
+    pad = np.zeros((column.shape[0], extra, *column.shape[2:]), column.dtype)
+    return np.concatenate([column, pad], 1)
 
 
 def _write_group_status(buf: AgentBuffer, status: GroupStatus) -> None:

@@ -35,13 +35,7 @@ class OnPolicyTrainer(RLTrainer[H]):
         more than the arithmetic (early 3DBall episodes last ~16 steps)."""
         assert self.policy is not None and self.optimizer is not None
         optimizer = self.optimizer
-        buffer = trajectories_to_agentbuffer(trajectories)
-        if self.is_training:
-            self.policy.update_normalization(buffer)
-            optimizer.update_normalization(buffer)
-        lengths = np.array([len(t) for t in trajectories])
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        ends = starts + lengths - 1
+        buffer, lengths, starts, ends = self.batch_buffer(trajectories)
         done = np.array([t.done_reached and not t.interrupted for t in trajectories])
         value_estimates, value_next = self._value_estimates(trajectories, buffer, done)
         episode_end = np.zeros(len(buffer))
@@ -78,6 +72,19 @@ class OnPolicyTrainer(RLTrainer[H]):
             buffer[BufferKey.DISCOUNTED_RETURNS] = np.mean(returns, axis=0)
         self.collect_episode_rewards(trajectories, sums)
         return buffer
+
+    def batch_buffer(self, trajectories: Sequence[Trajectory]
+                     ) -> Tuple[AgentBuffer, np.ndarray, np.ndarray, np.ndarray]:
+        """The trajectories as one buffer (observation normalisers updated on it when
+        training), with each trajectory's length, first row and last row."""
+        assert self.policy is not None and self.optimizer is not None
+        buffer = trajectories_to_agentbuffer(trajectories)
+        if self.is_training:
+            self.policy.update_normalization(buffer)
+            self.optimizer.update_normalization(buffer)
+        lengths = np.array([len(t) for t in trajectories])
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        return buffer, lengths, starts, starts + lengths - 1
 
     def collect_episode_rewards(self, trajectories: Sequence[Trajectory],
                                 sums: Dict[str, np.ndarray]) -> None:

@@ -11,9 +11,9 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from palaestra import (AgentBuffer, BehaviorIdentifiers, BehaviorSpec, BufferKey,
-                       OnPolicyTrainer, TorchOptimizer, TorchPolicy, Trajectory, advantage_key,
+                       ObservationKeyPrefix, OnPolicyTrainer, TorchOptimizer, TorchPolicy, Trajectory, advantage_key,
                        baselines_key, compute_gae, returns_key, rewards_key, value_estimates_key)
-from palaestra.trajectory import pad_group_status, trajectories_to_agentbuffer
+from palaestra.trajectory import pad_teammates
 from palaestra.trainers.poca.optimizer import TorchPOCAOptimizer
 from palaestra.trainers.poca.settings import POCASettings
 
@@ -48,18 +48,10 @@ class POCATrainer(OnPolicyTrainer[POCASettings]):
         baseline, and the stats, for trajectories appended in order."""
         assert self.policy is not None and isinstance(self.optimizer, TorchPOCAOptimizer)
         optimizer = self.optimizer
+        # trajectories_to_agentbuffer pads every teammate column to the widest trajectory's
         width = max((t.group_status.size for t in trajectories if t.group_status is not None),
                     default=0)
-        for t in trajectories:
-            if t.group_status is not None:
-                t.group_status = pad_group_status(t.group_status, width)
-        buffer = trajectories_to_agentbuffer(trajectories)
-        if self.is_training:
-            self.policy.update_normalization(buffer)
-            optimizer.update_normalization(buffer)
-        lengths = np.array([len(t) for t in trajectories])
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        ends = starts + lengths - 1
+        buffer, lengths, starts, ends = self.batch_buffer(trajectories)
         values, baselines = optimizer.value_and_baseline_estimates(buffer)
         value_next = optimizer.next_values(*self._next_group(trajectories, width))
         # Bootstrap unless the episode is over for the whole group (and not by a time limit).
@@ -121,16 +113,15 @@ class POCATrainer(OnPolicyTrainer[POCASettings]):
         super()._append_to_update_buffer(agentbuffer_trajectory)
 
 
+_TEAMMATE_KEYS = (BufferKey.GROUP_PRESENT, BufferKey.GROUP_CONTINUOUS_ACTION,
+                  BufferKey.GROUP_DISCRETE_ACTION)
+
+
 def _widen(buffer: AgentBuffer, width: int) -> None:
     for key in list(buffer.keys()):
-        is_group = key in (BufferKey.GROUP_PRESENT, BufferKey.GROUP_CONTINUOUS_ACTION,
-                           BufferKey.GROUP_DISCRETE_ACTION) or \
-            (isinstance(key, tuple) and str(key[0]) == "group_obs")
-        if is_group:
-            column = buffer[key]
-            pad = np.zeros((column.shape[0], width - column.shape[1], *column.shape[2:]),
-                           column.dtype)
-            buffer[key] = np.concatenate([column, pad], 1)
+        if key in _TEAMMATE_KEYS or (isinstance(key, tuple) and
+                                     key[0] == ObservationKeyPrefix.GROUP_OBSERVATION):
+            buffer[key] = pad_teammates(buffer[key], width)
 
 
 def get_type_and_setting() -> tuple:
