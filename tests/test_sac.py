@@ -121,7 +121,8 @@ def test_entropy_coefficient_falls_when_entropy_is_above_its_target(tmp_path):
 @pytest.mark.parametrize("spec", [ActionSpec(2, ()), ActionSpec(1, (2,))])
 def test_update_on_a_worker_thread_equals_the_update_on_one_thread(tmp_path, spec):
     """The critics' and the policy's sides run side by side when there are two cores: the
-    result must not depend on it (all random draws on one side, steps after the reads)."""
+    result must not depend on it (random draws in a fixed order, the actor stepped only after
+    the critics' side has read it for the next-state actions)."""
     behavior = BehaviorSpec([ObservationSpec((3,))], spec)
     results = []
     for threaded in (False, True):
@@ -142,3 +143,34 @@ def test_update_on_a_worker_thread_equals_the_update_on_one_thread(tmp_path, spe
     for a, b in zip(params_a, params_b):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(alpha_a, alpha_b, rtol=0, atol=0)
+
+
+def test_reward_signal_batches_are_drawn_only_for_signals_that_learn(tmp_path):
+    """The extrinsic signal has no model: no batch is sampled for it (a wasted replay-buffer
+    gather per step). A signal whose `update` trains gets its batches at its own ratio."""
+    from palaestra.optimizer import ExtrinsicRewardSignal
+
+    class Learning(ExtrinsicRewardSignal):
+        def update(self, buffer):
+            seen.append(len(buffer[BufferKey.ENVIRONMENT_REWARDS]))
+            return {"Losses/Learning Signal Loss": 1.0}
+
+    spec = ActionSpec(1, ())
+    trainer = _trainer(tmp_path, BehaviorSpec([ObservationSpec((3,))], spec), batch_size=16,
+                       reward_signal_steps_per_update=2.0)
+    trainer.update_buffer.append_buffer(_batch(np.random.default_rng(0), spec))
+    seen = []
+    trainer._step = 8
+    state = trainer.rng.bit_generator.state
+    trainer._update_policy()  # 8 gradient steps, the extrinsic signal needs no batch
+    assert trainer.update_steps == 8 and trainer.reward_signal_update_steps == 4
+    draws = np.random.Generator(np.random.PCG64())
+    draws.bit_generator.state = state
+    for _ in range(8):
+        trainer.update_buffer.sample_mini_batch(16, draws)
+    assert draws.bit_generator.state == trainer.rng.bit_generator.state
+    signal = trainer.optimizer.reward_signals["extrinsic"]
+    signal.__class__ = Learning
+    trainer._step = 16
+    trainer._update_policy()
+    assert seen == [16] * 4 and trainer.reward_signal_update_steps == 8

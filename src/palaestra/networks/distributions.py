@@ -109,17 +109,20 @@ class ActionModel(nn.Module):
             disc = torch.stack(picks, dim=-1)
         return AgentAction(cont, disc), log_prob, entropy
 
-    def soft_terms(self, h: torch.Tensor, masks: Optional[torch.Tensor] = None
+    def soft_terms(self, h: torch.Tensor, masks: Optional[torch.Tensor] = None,
+                   noise: Optional[torch.Tensor] = None
                    ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
         """What soft actor-critic losses need: a reparameterised continuous sample (squashed
         if `tanh_squash`) and its log-probability (B,), and the log-probabilities of every
         action of each discrete branch [(B, n_b)], so that expectations over discrete actions
-        are exact sums instead of samples."""
+        are exact sums instead of samples. `noise`: the standard normal draws of the sample
+        (B, continuous size), for a caller that draws them elsewhere (another thread)."""
         batch = h.shape[0]
         cont, cont_log_prob = h.new_zeros((batch, 0)), h.new_zeros(batch)
         if self.mu is not None:
             mu, log_sigma = self._gaussian(h)
-            raw = mu + torch.randn_like(mu) * torch.exp(log_sigma)
+            eps = torch.randn_like(mu) if noise is None else noise
+            raw = mu + eps * torch.exp(log_sigma)
             cont_log_prob = self._gaussian_log_prob(raw, mu, log_sigma)
             cont = raw
             if self.tanh_squash:

@@ -23,6 +23,10 @@ from palaestra.networks.encoders import ObservationEncoder
 from palaestra.settings import Activation, NetworkSettings
 
 _ACT_FN = {Activation.SWISH: F.silu, Activation.TANH: torch.tanh, Activation.RELU: F.relu}
+# Applied in place on a layer's fresh output (their backward needs only their own result):
+# one activation-sized allocation less per layer. SiLU's backward needs its input: not in place.
+_ACT_FN_INPLACE = {Activation.SWISH: F.silu, Activation.TANH: torch.tanh_,
+                   Activation.RELU: torch.relu_}
 
 
 def obs_tensors(buffer: AgentBuffer, n_obs: int, next_obs: bool = False,
@@ -52,7 +56,7 @@ class NetworkBody(nn.Module):
         for layer in self.layers:
             nn.init.orthogonal_(layer.weight, math.sqrt(2))
             nn.init.zeros_(layer.bias)
-        self.act = _ACT_FN[ns.activation]
+        self.act = _ACT_FN_INPLACE[ns.activation]
         self.output_size = ns.hidden_units
         self.memory_size = 0
 

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from palaestra.buffer import AgentBuffer, ReplayBuffer, rewards_key
+from palaestra.optimizer import RewardSignal
 from palaestra.settings import OffPolicyHyperparamSettings
 from palaestra.trainer.rl_trainer import H, RLTrainer
 from palaestra.trajectory import Trajectory
@@ -110,10 +111,14 @@ class OffPolicyTrainer(RLTrainer[H]):
             self.update_steps += 1
             updated = True
         signal_ratio = hp.reward_signal_steps_per_update or hp.steps_per_update
+        # A batch only for signals with a model to train (the extrinsic one has none).
+        learning = any(type(signal).update is not RewardSignal.update
+                       for signal in self.optimizer.reward_signals.values())
         while self._updates_due(self.reward_signal_update_steps, signal_ratio):
-            batch = self.update_buffer.sample_mini_batch(hp.batch_size, self.rng)
-            for key, value in self.optimizer.update_reward_signals(batch).items():
-                stats[key].append(value)
+            if learning:
+                batch = self.update_buffer.sample_mini_batch(hp.batch_size, self.rng)
+                for key, value in self.optimizer.update_reward_signals(batch).items():
+                    stats[key].append(value)
             self.reward_signal_update_steps += 1
         for key, values in stats.items():
             self.stats_reporter.add_stat(key, float(np.mean(values)))

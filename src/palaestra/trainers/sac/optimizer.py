@@ -9,6 +9,7 @@ bootstrap unless the episode really ended (a time-limit cut still has a future).
 import copy
 import math
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
@@ -77,10 +78,11 @@ class TorchSACOptimizer(TorchOptimizer):
                 target.copy_(source)
 
     # -- the pieces --------------------------------------------------------------------------
-    def _policy_terms(self, obs: List[torch.Tensor], masks: Optional[torch.Tensor]
+    def _policy_terms(self, obs: List[torch.Tensor], masks: Optional[torch.Tensor],
+                      noise: Optional[torch.Tensor] = None
                       ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
         actor = self.policy.actor
-        return actor.action_model.soft_terms(actor.network_body(obs), masks)
+        return actor.action_model.soft_terms(actor.network_body(obs), masks, noise)
 
     def _soft_value(self, q: torch.Tensor, cont_log_prob: torch.Tensor,
                     branch_log_probs: List[torch.Tensor], alpha: torch.Tensor) -> torch.Tensor:
@@ -111,8 +113,9 @@ class TorchSACOptimizer(TorchOptimizer):
         """One gradient step for the critics, the policy and the entropy coefficients, every
         loss taken at the parameters as they were before any of them steps (as ML-Agents
         does). That makes the critics' side and the policy's side independent: with a worker
-        thread they run side by side on two cores (torch releases the GIL inside its kernels:
-        the update's matrix products are too small for torch's own intra-op threads)."""
+        thread they run side by side on two cores (torch releases the GIL inside its kernels,
+        and the update's matrix products are small for torch's own intra-op threads). The
+        critics' side also takes the policy's next-state actions, which balances the two."""
         lr = self.decay_learning_rate.get_value(self.policy.get_current_step())
         for optimizer in (self.optimizer, self.policy_optimizer, self.entropy_optimizer):
             ModelUtils.update_learning_rate(optimizer, lr)
@@ -123,12 +126,20 @@ class TorchSACOptimizer(TorchOptimizer):
         masks = torch.as_tensor(batch[BufferKey.ACTION_MASK], dtype=torch.bool, device=device) \
             if BufferKey.ACTION_MASK in batch else None
         alpha = self.log_alpha.detach().exp()
-        next_terms: "Future[Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]]" = Future()
+        # Random draws in a fixed order, whatever the threads do: the next-state sample's
+        # noise here, then the policy side's own.
+        next_noise = torch.randn(obs[0].shape[0], self.continuous, device=device) \
+            if self.continuous else None
         if self._worker is None:
-            policy_side = _done(self._policy_side(obs, next_obs, masks, alpha, next_terms))
+            next_terms = self._next_terms(next_obs, next_noise)
+            policy_side = _done(self._policy_side(obs, masks, alpha, None))
         else:
-            policy_side = self._worker.submit(self._policy_side, obs, next_obs, masks, alpha,
-                                              next_terms)
+            actor_read = threading.Event()
+            policy_side = self._worker.submit(self._policy_side, obs, masks, alpha, actor_read)
+            try:
+                next_terms = self._next_terms(next_obs, next_noise)
+            finally:
+                actor_read.set()  # the policy side may step the actor now
         q1_loss, q2_loss = self._critic_side(batch, obs, next_obs, alpha, next_terms,
                                              policy_side)
         stats = {"Losses/Policy Loss": policy_side.result(),
@@ -142,19 +153,18 @@ class TorchSACOptimizer(TorchOptimizer):
             stats["Policy/Discrete Entropy Coeff"] = float(np.mean(coefs[int(self.continuous > 0):]))
         return stats
 
-    def _policy_side(self, obs: List[torch.Tensor], next_obs: List[torch.Tensor],
-                     masks: Optional[torch.Tensor], alpha: torch.Tensor, next_terms: Future
-                     ) -> float:
-        """Next-state actions for the critics' targets (handed over as soon as they exist),
-        then the policy's step, maximising E[min Q(s, a) - alpha log pi(a|s)] summed over
-        reward streams, and the entropy coefficients' step. All random draws happen here, in
-        one thread, so that runs stay reproducible."""
-        try:
-            with torch.no_grad():
-                next_terms.set_result(self._policy_terms(next_obs, None))
-        except BaseException as error:
-            next_terms.set_exception(error)
-            raise
+    def _next_terms(self, next_obs: List[torch.Tensor], noise: Optional[torch.Tensor]
+                    ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+        """The policy's next-state actions for the critics' targets (the actor before its
+        step)."""
+        with torch.no_grad():
+            return self._policy_terms(next_obs, None, noise)
+
+    def _policy_side(self, obs: List[torch.Tensor], masks: Optional[torch.Tensor],
+                     alpha: torch.Tensor, actor_read: Optional[threading.Event]) -> float:
+        """The policy's step, maximising E[min Q(s, a) - alpha log pi(a|s)] summed over reward
+        streams, and the entropy coefficients' step. `actor_read`: set once the other side has
+        read the actor for the next-state actions (None: it already has)."""
         cont_pi, logp_pi, branch_logp_pi = self._policy_terms(obs, masks)
         c1, c2 = self.critic(obs, cont_pi)
         policy_value = sum(self._soft_value(torch.min(c1[name], c2[name]), logp_pi,
@@ -165,7 +175,9 @@ class TorchSACOptimizer(TorchOptimizer):
         # Gradients to the actor only: the critics' weight gradients are never computed, and
         # the critics' .grad (the other side's) is not touched.
         policy_loss.backward(inputs=self._actor_params)
-        self.policy_optimizer.step()  # the other side is done with the actor (next_terms)
+        if actor_read is not None:
+            actor_read.wait()
+        self.policy_optimizer.step()
 
         # Entropy coefficients: move each part's entropy towards its target. The loss is
         # mean(log_alpha * (H - target)), so its gradient is mean(H - target), written down.
@@ -179,7 +191,8 @@ class TorchSACOptimizer(TorchOptimizer):
         return policy_loss.item()
 
     def _critic_side(self, batch: AgentBuffer, obs: List[torch.Tensor],
-                     next_obs: List[torch.Tensor], alpha: torch.Tensor, next_terms: Future,
+                     next_obs: List[torch.Tensor], alpha: torch.Tensor,
+                     next_terms: Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]],
                      policy_side: Future) -> Tuple[float, float]:
         """Regress both Q's on r + gamma * V_target(s'), V_target with the policy's s' actions;
         step the critics once the policy's side no longer reads them, then the targets."""
@@ -191,7 +204,7 @@ class TorchSACOptimizer(TorchOptimizer):
                                    dtype=torch.float32, device=device)
         q1, q2 = self.critic(obs, cont)
         with torch.no_grad():
-            next_cont, next_logp, next_branch_logp = next_terms.result()
+            next_cont, next_logp, next_branch_logp = next_terms
             t1, t2 = self.target(next_obs, next_cont)
             targets = {}
             for name in self.stream_names:
