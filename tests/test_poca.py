@@ -181,3 +181,54 @@ def test_poca_learns_continuous_and_hybrid_actions(tmp_path, env_path, behavior,
     rewards = [v for _, v in scalars(os.path.join(tmp_path, "r", behavior))[
         "Environment/Cumulative Reward"]]
     assert rewards[-1] > threshold, rewards
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_split_update_follows_the_gradient_of_the_whole_loss(tmp_path, threaded):
+    """The value pass runs apart (on a side thread when a core is free) and its gradients are
+    summed in: the step must follow the gradient of policy + 0.5 (value + 0.5 baseline) -
+    beta entropy taken in one backward."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from palaestra import AgentAction, BufferKey, ModelUtils, baselines_key, value_estimates_key
+
+    torch.manual_seed(0)
+    trainer = _trainer(tmp_path)
+    optimizer = trainer.optimizer
+    optimizer._worker = ThreadPoolExecutor(1) if threaded else None
+    batch = trainer.process_group_batch([_trajectory(1, True, False),
+                                         _trajectory(2, True, True, group_reward_last=1.0)])
+    eps, beta = optimizer.decay_epsilon.get_value(0), optimizer.decay_beta.get_value(0)
+
+    def t(key, dtype=torch.float32):
+        return torch.as_tensor(batch[key], dtype=dtype)
+
+    obs, group, group_actions, present = optimizer.group_tensors(batch)
+    stats = optimizer.policy.actor.get_stats(
+        obs, AgentAction(t(BufferKey.CONTINUOUS_ACTION), t(BufferKey.DISCRETE_ACTION, torch.long)),
+        t(BufferKey.ACTION_MASK, torch.bool) if BufferKey.ACTION_MASK in batch else None)
+    returns = {"extrinsic": t(returns_key("extrinsic"))}
+    value_loss = ModelUtils.trust_region_value_loss(
+        optimizer.critic.critic_pass(obs, group, present),
+        {"extrinsic": t(value_estimates_key("extrinsic"))}, returns, eps, None)
+    baseline_loss = ModelUtils.trust_region_value_loss(
+        optimizer.critic.baseline(obs, group, group_actions, present),
+        {"extrinsic": t(baselines_key("extrinsic"))}, returns, eps, None)
+    policy_loss = ModelUtils.trust_region_policy_loss(
+        t(BufferKey.ADVANTAGES), stats["log_probs"], t(BufferKey.LOG_PROBS), None, eps)
+    loss = policy_loss + 0.5 * (value_loss + 0.5 * baseline_loss) - beta * stats["entropy"].mean()
+    params = optimizer.optimizer.params
+    expected = torch.autograd.grad(loss, params, allow_unused=True)
+
+    seen = []
+    step = optimizer.optimizer.step
+    optimizer.optimizer.step = lambda: (seen.extend(p.grad.clone() if p.grad is not None
+                                                    else None for p in params), step())
+    out = optimizer.update(batch, batch.num_experiences)
+    assert out["Losses/Value Loss"] == pytest.approx(value_loss.item(), rel=1e-6)
+    assert out["Losses/Baseline Loss"] == pytest.approx(baseline_loss.item(), rel=1e-6)
+    for want, got in zip(expected, seen):
+        if want is None:
+            assert got is None or not got.any()
+        else:
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)

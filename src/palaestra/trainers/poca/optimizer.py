@@ -1,8 +1,12 @@
 """MA-POCA's loss (Cohen et al. 2021, "On the Use and Misuse of Absorbing States in Multi-agent
 Reinforcement Learning"): PPO's clipped surrogate with advantages from the counterfactual
 baseline, plus clipped regressions of the group value and of the baseline on the
-lambda-returns: policy + 0.5 (value + 0.5 baseline) - beta entropy, as ML-Agents weighs them."""
-from typing import Dict, List, Tuple
+lambda-returns: policy + 0.5 (value + 0.5 baseline) - beta entropy, as ML-Agents weighs them.
+
+The group-value pass and the baseline pass are the bulk of an update (attention over the
+members) and independent: with a core to spare the value pass runs on a side thread
+(`palaestra.side_thread`), its gradients summed into the others' on the main thread."""
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -11,6 +15,7 @@ from palaestra import (Adam, AgentAction, AgentBuffer, BufferKey, DecayedValue, 
                        TorchOptimizer, TorchPolicy, TrainerSettings, baselines_key,
                        group_obs_key, obs_tensors, returns_key, value_estimates_key)
 from palaestra.optimizer import ExtrinsicRewardSignal
+from palaestra.side_thread import run_beside, side_thread
 from palaestra.trainers.poca.networks import POCAValueNetwork
 from palaestra.trainers.poca.settings import POCASettings
 
@@ -35,6 +40,8 @@ class TorchPOCAOptimizer(TorchOptimizer):
                                                 1e-10, max_steps)
         self.decay_epsilon = DecayedValue(hp.epsilon_schedule, hp.epsilon, 0.1, max_steps)
         self.decay_beta = DecayedValue(hp.beta_schedule, hp.beta, 1e-5, max_steps)
+        self._critic_params = list(self.critic.parameters())
+        self._worker = side_thread(policy.device, "poca-value-pass")
 
     def update_normalization(self, buffer: AgentBuffer) -> None:
         if self.trainer_settings.network_settings.normalize:
@@ -73,11 +80,17 @@ class TorchPOCAOptimizer(TorchOptimizer):
                                      ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
         """Group values and counterfactual baselines of every row, in one pass each."""
         obs, group, actions, present = self.group_tensors(batch)
+        values_side = run_beside(self._worker, self._no_grad_values, obs, group, present)
         with torch.no_grad():
-            values = self.critic.critic_pass(obs, group, present)
             baselines = self.critic.baseline(obs, group, actions, present)
+        values = values_side.result()
         return ({k: v.cpu().numpy() for k, v in values.items()},
                 {k: v.cpu().numpy() for k, v in baselines.items()})
+
+    def _no_grad_values(self, obs: List[torch.Tensor], group: List[torch.Tensor],
+                        present: torch.Tensor) -> Dict[str, torch.Tensor]:
+        with torch.no_grad():  # grad mode is per thread
+            return self.critic.critic_pass(obs, group, present)
 
     def next_values(self, next_obs: List[np.ndarray], next_group_obs: List[np.ndarray],
                     next_group_present: np.ndarray) -> Dict[str, np.ndarray]:
@@ -109,28 +122,44 @@ class TorchPOCAOptimizer(TorchOptimizer):
                               tensor(BufferKey.DISCRETE_ACTION, torch.long))
         masks = tensor(BufferKey.ACTION_MASK, torch.bool) if BufferKey.ACTION_MASK in batch \
             else None
-        run_out = self.policy.actor.get_stats(obs, actions, masks)
-        log_probs, entropy = run_out["log_probs"], run_out["entropy"]
-        values = self.critic.critic_pass(obs, group, present)
-        baselines = self.critic.baseline(obs, group, group_actions, present)
         returns = {name: tensor(returns_key(name)) for name in self.stream_names}
         old_values = {name: tensor(value_estimates_key(name)) for name in self.stream_names}
         old_baselines = {name: tensor(baselines_key(name)) for name in self.stream_names}
-        value_loss = ModelUtils.trust_region_value_loss(values, old_values, returns, decay_eps,
-                                                        None)
+        # The value pass (forward and gradients) beside the actor's and the baseline's.
+        value_side = run_beside(self._worker, self._value_gradients, obs, group, present,
+                                old_values, returns, decay_eps)
+        run_out = self.policy.actor.get_stats(obs, actions, masks)
+        log_probs, entropy = run_out["log_probs"], run_out["entropy"]
+        baselines = self.critic.baseline(obs, group, group_actions, present)
         baseline_loss = ModelUtils.trust_region_value_loss(baselines, old_baselines, returns,
                                                            decay_eps, None)
         policy_loss = ModelUtils.trust_region_policy_loss(
             tensor(BufferKey.ADVANTAGES), log_probs, tensor(BufferKey.LOG_PROBS), None,
             decay_eps)
         mean_entropy = entropy.mean()
-        loss = policy_loss + 0.5 * (value_loss + 0.5 * baseline_loss) - decay_bet * mean_entropy
+        loss = policy_loss + 0.25 * baseline_loss - decay_bet * mean_entropy
         ModelUtils.update_learning_rate(self.optimizer, decay_lr)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        value_loss, value_grads = value_side.result()
+        for param, grad in zip(self._critic_params, value_grads):
+            if grad is not None:
+                param.grad = grad if param.grad is None else param.grad.add_(grad)
         self.optimizer.step()
         return {"Losses/Policy Loss": abs(policy_loss.item()),
-                "Losses/Value Loss": value_loss.item(),
+                "Losses/Value Loss": value_loss,
                 "Losses/Baseline Loss": baseline_loss.item(),
                 "Policy/Learning Rate": decay_lr, "Policy/Epsilon": decay_eps,
                 "Policy/Beta": decay_bet, "Policy/Entropy": mean_entropy.item()}
+
+    def _value_gradients(self, obs: List[torch.Tensor], group: List[torch.Tensor],
+                         present: torch.Tensor, old_values: Dict[str, torch.Tensor],
+                         returns: Dict[str, torch.Tensor], epsilon: float
+                         ) -> Tuple[float, List[Optional[torch.Tensor]]]:
+        """The group value's clipped regression, weighted 0.5 as in the total loss, and its
+        gradients (None where a critic parameter takes no part, e.g. the action embedding)."""
+        values = self.critic.critic_pass(obs, group, present)
+        value_loss = ModelUtils.trust_region_value_loss(values, old_values, returns, epsilon,
+                                                        None)
+        grads = torch.autograd.grad(0.5 * value_loss, self._critic_params, allow_unused=True)
+        return value_loss.item(), list(grads)

@@ -8,9 +8,8 @@ bootstrap unless the episode really ended (a time-limit cut still has a future).
 """
 import copy
 import math
-import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 
 from palaestra import (Adam, AgentBuffer, BufferKey, DecayedValue, ModelUtils, TorchOptimizer,
                        TorchPolicy, TrainerSettings, obs_tensors, rewards_key)
+from palaestra.side_thread import run_beside, side_thread
 from palaestra.trainers.sac.networks import TwinQ
 from palaestra.trainers.sac.settings import SACSettings
 
@@ -55,11 +55,7 @@ class TorchSACOptimizer(TorchOptimizer):
         self._actor_params = list(policy.actor.parameters())
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.target.parameters())
-        self._worker: Optional[ThreadPoolExecutor] = None
-        if _two_sides_fit(policy.device):
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="sac-policy-side",
-                                              initializer=torch.set_num_threads,
-                                              initargs=(torch.get_num_threads(),))
+        self._worker = side_thread(policy.device, "sac-policy-side")
         self.decay_learning_rate = DecayedValue(hp.learning_rate_schedule, lr, 1e-10,
                                                 trainer_settings.max_steps)
 
@@ -132,7 +128,7 @@ class TorchSACOptimizer(TorchOptimizer):
             if self.continuous else None
         if self._worker is None:
             next_terms = self._next_terms(next_obs, next_noise)
-            policy_side = _done(self._policy_side(obs, masks, alpha, None))
+            policy_side = run_beside(None, self._policy_side, obs, masks, alpha, None)
         else:
             actor_read = threading.Event()
             policy_side = self._worker.submit(self._policy_side, obs, masks, alpha, actor_read)
@@ -228,23 +224,6 @@ class TorchSACOptimizer(TorchOptimizer):
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._critic_params, self.hp.tau)
         return q1_loss.item(), q2_loss.item()
-
-
-def _two_sides_fit(device: torch.device) -> bool:
-    """Run the policy's side on a worker thread when there is a second CPU core for it."""
-    if device.type != "cpu":
-        return False
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return cores >= 2
-
-
-def _done(value: object) -> Future:
-    future: Future = Future()
-    future.set_result(value)
-    return future
 
 
 class _ParameterHolder(torch.nn.Module):
