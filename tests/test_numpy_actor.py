@@ -8,12 +8,12 @@ from palaestra import (ActionSpec, AgentAction, AgentBuffer, BehaviorSpec, Decis
 from palaestra.settings import Activation
 
 
-def _policy(action_spec, normalize, activation, seed=3):
+def _policy(action_spec, normalize, activation, seed=3, sac_head=False):
     spec = BehaviorSpec([ObservationSpec((3,)), ObservationSpec((2,))], action_spec)
     ns = NetworkSettings(hidden_units=16, num_layers=2, normalize=normalize,
                          activation=activation)
-    return TorchPolicy(seed, spec, ns, SimpleActor, {"conditional_sigma": False,
-                                                      "tanh_squash": False})
+    return TorchPolicy(seed, spec, ns, SimpleActor, {"conditional_sigma": sac_head,
+                                                      "tanh_squash": sac_head})
 
 
 @pytest.mark.parametrize("action_spec", [ActionSpec.create_continuous(2),
@@ -21,8 +21,13 @@ def _policy(action_spec, normalize, activation, seed=3):
                                          ActionSpec(2, (4,))])
 @pytest.mark.parametrize("activation", list(Activation))
 @pytest.mark.parametrize("normalize", [False, True])
-def test_numpy_log_probs_equal_torch_evaluation(action_spec, activation, normalize):
-    policy = _policy(action_spec, normalize, activation)
+@pytest.mark.parametrize("sac_head", [False, True], ids=["gaussian", "conditional-tanh"])
+def test_numpy_log_probs_equal_torch_evaluation(action_spec, activation, normalize, sac_head):
+    policy = _policy(action_spec, normalize, activation, sac_head=sac_head)
+    if sac_head and action_spec.continuous_size:  # sigma depends on the observation (kept
+        # small: a saturated tanh sample cannot be inverted exactly for the evaluation)
+        with torch.no_grad():
+            policy.actor.action_model.log_sigma_head.weight.normal_(0.0, 0.02)
     rng = np.random.default_rng(0)
     obs = [rng.normal(size=(6, 3)).astype(np.float32) * 4,
            rng.normal(size=(6, 2)).astype(np.float32)]

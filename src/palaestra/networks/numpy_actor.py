@@ -5,8 +5,9 @@ costs a few microseconds of dispatch; a 64x2 MLP plus sampling is ~20 torch call
 but ~12 NumPy calls (~25 us). The mirror copies the weights whenever any parameter's autograd
 version counter changes (i.e. after an optimizer step or a checkpoint load), so it never acts
 with stale weights. It covers vector observations (with or without normalisation), Gaussian
-and masked multi-categorical heads, and every hidden activation; anything else (visual
-encoders, a plugin's own actor class) keeps the torch path. `tests/test_numpy_actor.py`
+(state-independent or conditional sigma, tanh-squashed or not: SAC's actor too) and masked
+multi-categorical heads, and every hidden activation; anything else (visual encoders, a
+plugin's own actor class) keeps the torch path. `tests/test_numpy_actor.py`
 compares both paths.
 """
 from __future__ import annotations
@@ -47,8 +48,7 @@ class NumpyActor:
         if type(actor) not in (SimpleActor, SharedActorCritic):  # subclasses may act otherwise
             return False
         encoder = actor.network_body.encoder
-        return not encoder.visual_index and encoder.vector_size > 0 and \
-            not actor.action_model.conditional_sigma
+        return not encoder.visual_index and encoder.vector_size > 0
 
     def _rows(self, n: int) -> np.ndarray:
         if len(self._arange) != n:
@@ -71,7 +71,12 @@ class NumpyActor:
                            for l in body.layers]
             self.mu = None if model.mu is None else (model.mu.weight.numpy().T.copy(),
                                                      model.mu.bias.numpy().copy())
-            self.log_sigma = None if model.mu is None else model.log_sigma.numpy()[0].copy()
+            self.log_sigma = self.log_sigma_head = None
+            if model.mu is not None and model.conditional_sigma:
+                head = model.log_sigma_head
+                self.log_sigma_head = (head.weight.numpy().T.copy(), head.bias.numpy().copy())
+            elif model.mu is not None:
+                self.log_sigma = model.log_sigma.numpy()[0].copy()
             self.logits = None if model.logits is None else (
                 model.logits.weight.numpy().T.copy(), model.logits.bias.numpy().copy())
         self.branches = list(model.branches)
@@ -95,12 +100,17 @@ class NumpyActor:
         disc = np.zeros((n, 0), np.int64)
         if self.mu is not None:
             mu = x @ self.mu[0] + self.mu[1]
+            if self.log_sigma_head is not None:  # as ActionModel clamps it
+                log_sigma = np.clip(x @ self.log_sigma_head[0] + self.log_sigma_head[1],
+                                    -20.0, 2.0)
+            else:
+                log_sigma = self.log_sigma
             if self.deterministic:
                 raw = mu
             else:
-                raw = mu + self.rng.standard_normal(mu.shape, np.float32) * np.exp(self.log_sigma)
-            z = (raw - mu) * np.exp(-self.log_sigma)
-            log_prob += (-0.5 * z * z - self.log_sigma - _LOG_SQRT_2PI).sum(-1)
+                raw = mu + self.rng.standard_normal(mu.shape, np.float32) * np.exp(log_sigma)
+            z = (raw - mu) * np.exp(-log_sigma)
+            log_prob += (-0.5 * z * z - log_sigma - _LOG_SQRT_2PI).sum(-1)
             cont = raw.astype(np.float32)
             if self.tanh_squash:
                 cont = np.tanh(raw).astype(np.float32)

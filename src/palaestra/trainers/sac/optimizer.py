@@ -9,7 +9,6 @@ bootstrap unless the episode really ended (a time-limit cut still has a future).
 import copy
 import math
 import threading
-from concurrent.futures import Future
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -126,18 +125,23 @@ class TorchSACOptimizer(TorchOptimizer):
         # noise here, then the policy side's own.
         next_noise = torch.randn(obs[0].shape[0], self.continuous, device=device) \
             if self.continuous else None
+        # Hand-overs between the sides: the actor may step once the critics' side has read it,
+        # the critics once the policy's side has taken its gradients through them.
+        actor_read, critics_read = threading.Event(), threading.Event()
         if self._worker is None:
             next_terms = self._next_terms(next_obs, next_noise)
-            policy_side = run_beside(None, self._policy_side, obs, masks, alpha, None)
+            actor_read.set()
+            policy_side = run_beside(None, self._policy_side, obs, masks, alpha, actor_read,
+                                     critics_read)
         else:
-            actor_read = threading.Event()
-            policy_side = self._worker.submit(self._policy_side, obs, masks, alpha, actor_read)
+            policy_side = self._worker.submit(self._policy_side, obs, masks, alpha, actor_read,
+                                              critics_read)
             try:
                 next_terms = self._next_terms(next_obs, next_noise)
             finally:
-                actor_read.set()  # the policy side may step the actor now
+                actor_read.set()
         q1_loss, q2_loss = self._critic_side(batch, obs, next_obs, alpha, next_terms,
-                                             policy_side)
+                                             critics_read)
         stats = {"Losses/Policy Loss": policy_side.result(),
                  "Losses/Q1 Loss": q1_loss, "Losses/Q2 Loss": q2_loss,
                  "Losses/Value Loss": 0.5 * (q1_loss + q2_loss),
@@ -157,22 +161,24 @@ class TorchSACOptimizer(TorchOptimizer):
             return self._policy_terms(next_obs, None, noise)
 
     def _policy_side(self, obs: List[torch.Tensor], masks: Optional[torch.Tensor],
-                     alpha: torch.Tensor, actor_read: Optional[threading.Event]) -> float:
+                     alpha: torch.Tensor, actor_read: threading.Event,
+                     critics_read: threading.Event) -> float:
         """The policy's step, maximising E[min Q(s, a) - alpha log pi(a|s)] summed over reward
-        streams, and the entropy coefficients' step. `actor_read`: set once the other side has
-        read the actor for the next-state actions (None: it already has)."""
-        cont_pi, logp_pi, branch_logp_pi = self._policy_terms(obs, masks)
-        c1, c2 = self.critic(obs, cont_pi)
-        policy_value = sum(self._soft_value(torch.min(c1[name], c2[name]), logp_pi,
-                                            branch_logp_pi, alpha)
-                           for name in self.stream_names)
-        policy_loss = -policy_value.mean()
-        self.policy_optimizer.zero_grad()
-        # Gradients to the actor only: the critics' weight gradients are never computed, and
-        # the critics' .grad (the other side's) is not touched.
-        policy_loss.backward(inputs=self._actor_params)
-        if actor_read is not None:
-            actor_read.wait()
+        streams, and the entropy coefficients' step."""
+        try:
+            cont_pi, logp_pi, branch_logp_pi = self._policy_terms(obs, masks)
+            c1, c2 = self.critic(obs, cont_pi)
+            policy_value = sum(self._soft_value(torch.min(c1[name], c2[name]), logp_pi,
+                                                branch_logp_pi, alpha)
+                               for name in self.stream_names)
+            policy_loss = -policy_value.mean()
+            self.policy_optimizer.zero_grad()
+            # Gradients to the actor only: the critics' weight gradients are never computed,
+            # and the critics' .grad (the other side's) is not touched.
+            policy_loss.backward(inputs=self._actor_params)
+        finally:
+            critics_read.set()  # also on failure: the other side must not wait forever
+        actor_read.wait()
         self.policy_optimizer.step()
 
         # Entropy coefficients: move each part's entropy towards its target. The loss is
@@ -189,7 +195,7 @@ class TorchSACOptimizer(TorchOptimizer):
     def _critic_side(self, batch: AgentBuffer, obs: List[torch.Tensor],
                      next_obs: List[torch.Tensor], alpha: torch.Tensor,
                      next_terms: Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]],
-                     policy_side: Future) -> Tuple[float, float]:
+                     critics_read: threading.Event) -> Tuple[float, float]:
         """Regress both Q's on r + gamma * V_target(s'), V_target with the policy's s' actions;
         step the critics once the policy's side no longer reads them, then the targets."""
         device = self.policy.device
@@ -219,7 +225,7 @@ class TorchSACOptimizer(TorchOptimizer):
         q2_loss = torch.stack(q2_losses).mean()
         self.optimizer.zero_grad()
         (q1_loss + q2_loss).backward()
-        policy_side.exception()  # wait: the policy's side reads the critics until it is done
+        critics_read.wait()  # the policy's side reads the critics until its backward is done
         self.optimizer.step()
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._critic_params, self.hp.tau)
