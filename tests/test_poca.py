@@ -232,3 +232,22 @@ def test_split_update_follows_the_gradient_of_the_whole_loss(tmp_path, threaded)
             assert got is None or not got.any()
         else:
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_estimates_in_row_chunks_equal_one_pass(tmp_path, monkeypatch):
+    """Buffer-wide value and baseline estimates go through the critic in row chunks (cache
+    sized); the result must be the one pass over all rows."""
+    import palaestra.trainers.poca.optimizer as poca_optimizer
+
+    trainer = _trainer(tmp_path)
+    optimizer = trainer.optimizer
+    buffer = trainer.process_group_batch([_trajectory(1, True, False),
+                                          _trajectory(2, True, True, group_reward_last=1.0)])
+    obs, group, actions, present = optimizer.group_tensors(buffer)
+    with torch.no_grad():
+        values = optimizer.critic.critic_pass(obs, group, present)["extrinsic"].numpy()
+        baselines = optimizer.critic.baseline(obs, group, actions, present)["extrinsic"].numpy()
+    monkeypatch.setattr(poca_optimizer, "ESTIMATE_CHUNK", 4)  # 6 rows: a piece of 4, one of 2
+    got_values, got_baselines = optimizer.value_and_baseline_estimates(buffer)
+    np.testing.assert_allclose(got_values["extrinsic"], values, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got_baselines["extrinsic"], baselines, rtol=1e-6, atol=1e-7)

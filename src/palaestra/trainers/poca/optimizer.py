@@ -6,7 +6,7 @@ lambda-returns: policy + 0.5 (value + 0.5 baseline) - beta entropy, as ML-Agents
 The group-value pass and the baseline pass are the bulk of an update (attention over the
 members) and independent: with a core to spare the value pass runs on a side thread
 (`palaestra.side_thread`), its gradients summed into the others' on the main thread."""
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -78,19 +78,15 @@ class TorchPOCAOptimizer(TorchOptimizer):
 
     def value_and_baseline_estimates(self, batch: AgentBuffer
                                      ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
-        """Group values and counterfactual baselines of every row, in one pass each."""
+        """Group values and counterfactual baselines of every row: the value passes on the side
+        thread (when there is one) beside the baseline passes."""
         obs, group, actions, present = self.group_tensors(batch)
-        values_side = run_beside(self._worker, self._no_grad_values, obs, group, present)
-        with torch.no_grad():
-            baselines = self.critic.baseline(obs, group, actions, present)
+        values_side = run_beside(self._worker, _no_grad_in_chunks, self.critic.critic_pass,
+                                 obs, group, present)
+        baselines = _no_grad_in_chunks(self.critic.baseline, obs, group, actions, present)
         values = values_side.result()
         return ({k: v.cpu().numpy() for k, v in values.items()},
                 {k: v.cpu().numpy() for k, v in baselines.items()})
-
-    def _no_grad_values(self, obs: List[torch.Tensor], group: List[torch.Tensor],
-                        present: torch.Tensor) -> Dict[str, torch.Tensor]:
-        with torch.no_grad():  # grad mode is per thread
-            return self.critic.critic_pass(obs, group, present)
 
     def next_values(self, next_obs: List[np.ndarray], next_group_obs: List[np.ndarray],
                     next_group_present: np.ndarray) -> Dict[str, np.ndarray]:
@@ -163,3 +159,25 @@ class TorchPOCAOptimizer(TorchOptimizer):
                                                         None)
         grads = torch.autograd.grad(0.5 * value_loss, self._critic_params, allow_unused=True)
         return value_loss.item(), list(grads)
+
+
+# Rows per forward pass when estimating a whole buffer: the attention's (rows, members, members,
+# heads, width) products of a few thousand rows outgrow the caches (a 5k-row baseline pass took
+# ~65 ms whole, ~45 ms in 1024-row pieces).
+ESTIMATE_CHUNK = 1024
+
+
+def _no_grad_in_chunks(fn: Callable[..., Dict[str, torch.Tensor]], *args: Any
+                       ) -> Dict[str, torch.Tensor]:
+    """`fn` over row slices of its tensor arguments (lists of tensors sliced each), without
+    gradients (a per-thread mode, hence set here), the outputs joined again."""
+    rows = args[0][0].shape[0]
+    outs = []
+    with torch.no_grad():
+        if rows <= ESTIMATE_CHUNK:
+            return fn(*args)
+        for start in range(0, rows, ESTIMATE_CHUNK):
+            piece = slice(start, start + ESTIMATE_CHUNK)
+            outs.append(fn(*[[t[piece] for t in a] if isinstance(a, list) else a[piece]
+                             for a in args]))
+    return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
