@@ -93,6 +93,7 @@ def run_learn(args: argparse.Namespace) -> int:
     from palaestra.config import check_supported, dump_run_options, load_run_options
     from palaestra.controller import TrainerController
     from palaestra.envs import make_environment
+    from palaestra.heap import keep_freed_memory
     from palaestra.registry import TrainerRegistry, load_stats_writer_factories
 
     registry = TrainerRegistry.from_entry_points()
@@ -119,6 +120,7 @@ def run_learn(args: argparse.Namespace) -> int:
     # Denormal floats (below 1.2e-38) make CPU arithmetic 20-30x slower, and Adam's second
     # moment of tiny gradients is full of them: a sqrt over 9k of them took 200 us instead of 7.
     torch.set_flush_denormal(True)
+    keep_freed_memory()  # no page faults for every update's activations (palaestra.heap)
     torch.manual_seed(seed)
     env = make_environment(env_settings.env_path, env_settings.env_args, env_settings.num_envs,
                            seed)
