@@ -5,7 +5,8 @@ import numpy as np
 
 from palaestra.agent_processor import AgentProcessor, teammates
 from palaestra.buffer import BufferKey, group_obs_key
-from palaestra.envs.base import ActionSpec, BehaviorSpec, DecisionSteps, ObservationSpec, TerminalSteps
+from palaestra.envs.base import (ActionSpec, BehaviorSpec, DecisionSteps, ObservationSpec,
+                                 TerminalSteps)
 from palaestra.optimizer import ExtrinsicRewardSignal
 from palaestra.settings import RewardSignalSettings
 from palaestra.stats import StatsReporter

@@ -27,6 +27,7 @@ import torch
 # Device types on which torch's fused Adam kernel is used (dropped on the first refusal).
 _FUSED_ON = {"cpu", "cuda"}
 
+
 class Adam:
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
                  betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,

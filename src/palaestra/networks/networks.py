@@ -22,9 +22,9 @@ from palaestra.networks.distributions import ActionModel, AgentAction
 from palaestra.networks.encoders import ObservationEncoder
 from palaestra.settings import Activation, NetworkSettings
 
-_ACT_FN = {Activation.SWISH: F.silu, Activation.TANH: torch.tanh, Activation.RELU: F.relu}
-# Applied in place on a layer's fresh output (their backward needs only their own result):
-# one activation-sized allocation less per layer. SiLU's backward needs its input: not in place.
+# Hidden activations, applied in place on a layer's fresh output where their backward needs
+# only their own result: one activation-sized allocation less per layer. SiLU's backward needs
+# its input: not in place.
 _ACT_FN_INPLACE = {Activation.SWISH: F.silu, Activation.TANH: torch.tanh_,
                    Activation.RELU: torch.relu_}
 

@@ -11,8 +11,9 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from palaestra import (AgentBuffer, BehaviorIdentifiers, BehaviorSpec, BufferKey,
-                       ObservationKeyPrefix, OnPolicyTrainer, TorchOptimizer, TorchPolicy, Trajectory, advantage_key,
-                       baselines_key, compute_gae, returns_key, rewards_key, value_estimates_key)
+                       ObservationKeyPrefix, OnPolicyTrainer, TorchOptimizer, TorchPolicy,
+                       Trajectory, advantage_key, baselines_key, compute_gae, returns_key,
+                       rewards_key, value_estimates_key)
 from palaestra.trajectory import pad_teammates
 from palaestra.trainers.poca.optimizer import TorchPOCAOptimizer
 from palaestra.trainers.poca.settings import POCASettings

@@ -150,7 +150,8 @@ class TorchSACOptimizer(TorchOptimizer):
         if self.continuous:
             stats["Policy/Continuous Entropy Coeff"] = float(coefs[0])
         if self.branches:
-            stats["Policy/Discrete Entropy Coeff"] = float(np.mean(coefs[int(self.continuous > 0):]))
+            discrete = coefs[int(self.continuous > 0):]
+            stats["Policy/Discrete Entropy Coeff"] = float(np.mean(discrete))
         return stats
 
     def _next_terms(self, next_obs: List[torch.Tensor], noise: Optional[torch.Tensor]
