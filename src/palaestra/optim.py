@@ -9,8 +9,10 @@ Why not ``torch.optim.Adam``:
   those per-tensor ops cost more than the arithmetic (~300 us a step for PPO's two 64x2 MLPs).
 
 Here the parameters are views into one flat tensor (as DDP's ``gradient_as_bucket_view`` does
-for gradients), so a step is: one ``cat`` of the gradients, an optional global-norm clip, and
-four in-place ops on the flat buffers, whatever the number of layers. If something replaces a
+for gradients), and so are the moments, so a step is an optional global-norm clip and one call
+of torch's fused Adam kernel (the one ``torch.optim.Adam(fused=True)`` uses) over the
+parameters' own gradients, whatever the number of layers; without that kernel (torch < 2.4),
+one ``cat`` of the gradients and four in-place ops on the flat buffers. If something replaces a
 parameter's storage (``module.to(device)``, ``p.data = ...``), the next step notices and
 re-flattens. `tests/test_optim.py` checks this class against ``torch.optim.Adam`` (and
 ``clip_grad_norm_``) step by step. It is duck-type compatible where trainers touch an optimizer:
@@ -24,8 +26,29 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 
-# Device types on which torch's fused Adam kernel is used (dropped on the first refusal).
+# Device types on which torch's fused Adam kernel is used (dropped on the first refusal) and
+# those already asked.
 _FUSED_ON = {"cpu", "cuda"}
+_FUSED_ASKED: set = set()
+
+
+def _fused_kernel(device: torch.device) -> bool:
+    """Whether torch's fused Adam kernel runs on this device type (asked once, on scratch
+    tensors, so that a refusal never happens halfway through a real step)."""
+    if device.type not in _FUSED_ON:
+        return False
+    if device.type in _FUSED_ASKED:
+        return True
+    _FUSED_ASKED.add(device.type)
+    t = [torch.zeros(1, device=device) for _ in range(4)]
+    try:
+        torch._fused_adam_([t[0]], [t[1]], [t[2]], [t[3]], [], [torch.ones((), device=device)],
+                           lr=0.0, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
+                           amsgrad=False, maximize=False)
+    except (AttributeError, NotImplementedError, RuntimeError):  # torch < 2.4: no CPU kernel
+        _FUSED_ON.discard(device.type)
+        return False
+    return True
 
 
 class Adam:
@@ -65,6 +88,10 @@ class Adam:
         if self._exp_avg.device != self._flat.device:  # the modules moved (module.to(device))
             self._exp_avg = self._exp_avg.to(self._flat.device)
             self._exp_avg_sq = self._exp_avg_sq.to(self._flat.device)
+        self._avg_views = [m.view_as(p) for m, p in zip(self._exp_avg.split(self._sizes),
+                                                        self.params)]
+        self._sq_views = [v.view_as(p) for v, p in zip(self._exp_avg_sq.split(self._sizes),
+                                                       self.params)]
 
     def _still_flat(self) -> bool:
         return all(p.data_ptr() == ptr for p, ptr in zip(self.params, self._ptrs))
@@ -88,7 +115,9 @@ class Adam:
         bias2_sqrt = math.sqrt(1.0 - beta2 ** self.steps)
         if not self._still_flat():
             self._flatten()
-        if all(g is not None for g in grads):
+        if _fused_kernel(self._flat.device):
+            self._fused_step(grads, lr, beta1, beta2, eps)
+        elif all(g is not None for g in grads):
             flat_grad = torch.cat([g.reshape(-1) for g in grads])
             if self.max_grad_norm is not None:
                 norm = torch.linalg.vector_norm(flat_grad)
@@ -102,6 +131,27 @@ class Adam:
         # The parameters are not autograd views of the flat buffer (their own version
         # counters): bump them, so that autograd and the NumPy acting mirror see the change.
         torch.autograd.graph.increment_version(self.params)
+
+    def _fused_step(self, grads: List[Optional[torch.Tensor]], lr: float, beta1: float,
+                    beta2: float, eps: float) -> None:
+        """The parameters that have a gradient (as torch.optim.Adam, it leaves the others and
+        their moments alone), in one call of the fused kernel on each one's own gradient: no
+        `cat` of the gradients first (for SAC's critics that copy took longer than the step).
+        Clipping scales the gradients in place first, as ``clip_grad_norm_`` does."""
+        present = [i for i, g in enumerate(grads) if g is not None]
+        grad_list = [grads[i] for i in present]
+        if self.max_grad_norm is not None:
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grad_list)))
+            self.last_grad_norm = float(norm)
+            torch._foreach_mul_(grad_list,
+                                torch.clamp(self.max_grad_norm / (norm + 1e-6), max=1.0))
+        # the kernel reads the step count (this step's, counting from 1) for the corrections
+        step = torch.tensor(float(self.steps), device=self._flat.device)
+        torch._fused_adam_([self.params[i] for i in present], grad_list,
+                           [self._avg_views[i] for i in present],
+                           [self._sq_views[i] for i in present], [], [step] * len(present),
+                           lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps,
+                           amsgrad=False, maximize=False)
 
     def _step_some(self, grads: List[Optional[torch.Tensor]], lr: float, beta1: float,
                    beta2: float, eps: float, bias1: float, bias2_sqrt: float) -> None:
@@ -124,19 +174,6 @@ class Adam:
     def _update(self, param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
                 exp_avg_sq: torch.Tensor, lr: float, beta1: float, beta2: float, eps: float,
                 bias1: float, bias2_sqrt: float) -> None:
-        if param.device.type in _FUSED_ON:
-            # One vectorised pass (torch's fused kernel, as torch.optim.Adam(fused=True)
-            # uses) instead of five: ~90 us instead of ~400 us for SAC's 135k critic weights.
-            # It reads the step count (this step's, counting from 1) for the bias corrections.
-            step = torch.tensor(float(self.steps), device=param.device)
-            try:
-                torch._fused_adam_([param], [grad], [exp_avg], [exp_avg_sq], [], [step], lr=lr,
-                                   beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps,
-                                   amsgrad=False, maximize=False)
-                return
-            except (AttributeError, NotImplementedError, RuntimeError):
-                # torch < 2.4 has no CPU kernel; nothing was written before the refusal
-                _FUSED_ON.discard(param.device.type)
         exp_avg.lerp_(grad, 1.0 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
         denom = (exp_avg_sq.sqrt() / bias2_sqrt).add_(eps)

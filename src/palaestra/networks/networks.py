@@ -2,9 +2,10 @@
 
 Initialisation is orthogonal (gain sqrt(2) for hidden layers, 0.01 for the policy head, 1 for
 value heads), the choice of PPO implementations that match published results (Engstrom et al.
-2020, "Implementation Matters in Deep RL"). Hidden layers are applied with `F.linear` and a
-functional activation: the same maths as `nn.Sequential`, without per-module call overhead on
-the per-step acting path.
+2020, "Implementation Matters in Deep RL"). Hidden layers are applied with `linear` (F.linear,
+large products through oneDNN on the CPU: see `palaestra.networks.linear`) and a functional
+activation: the same maths as `nn.Sequential`, without per-module call overhead on the
+per-step acting path.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from palaestra.envs.base import ActionSpec, ObservationSpec
 from palaestra.exception import TrainerConfigError
 from palaestra.networks.distributions import ActionModel, AgentAction
 from palaestra.networks.encoders import ObservationEncoder
+from palaestra.networks.linear import linear
 from palaestra.settings import Activation, NetworkSettings
 
 # Hidden activations, applied in place on a layer's fresh output where their backward needs
@@ -63,7 +65,7 @@ class NetworkBody(nn.Module):
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         x = self.encoder(inputs)
         for layer in self.layers:
-            x = self.act(F.linear(x, layer.weight, layer.bias))
+            x = self.act(linear(x, layer.weight, layer.bias))
         return x
 
     def update_normalization(self, buffer: AgentBuffer) -> None:
