@@ -22,13 +22,16 @@ def _inputs(shape, out, seed=0, bias=True):
 
 
 @needs_onednn
-@pytest.mark.parametrize("shape,out,bias", [((256, 256), 256, True), ((300, 64), 130, False),
-                                            ((1024, 4), 256, True), ((64, 3, 128), 96, True),
+@pytest.mark.parametrize("shape,out,bias", [((256, 256), 256, True), ((300, 128), 130, False),
+                                            ((4096, 4), 256, True), ((256, 3, 128), 96, True),
                                             ((256, 256), 1, True), ((5, 7), 3, True)])
 def test_values_and_gradients_match_f_linear(shape, out, bias):
     x, w, b = _inputs(shape, out, bias=bias)
     params = [t for t in (x, w, b) if t is not None]
     ours = linear(x, w, b)
+    large = x.numel() * out >= MIN_PRODUCT
+    node = ours.grad_fn if len(shape) == 2 else ours.grad_fn.next_functions[0][0]
+    assert (node.name() == "_OneDNNLinearBackward") == large
     ref = F.linear(x, w, b)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
     g = torch.randn_like(ref)
@@ -88,3 +91,18 @@ def test_palaestra_onednn_0_turns_it_off():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PALAESTRA_ONEDNN": "0"}).stdout.split()
     assert out[0] == "False" and out[1] != "_OneDNNLinearBackward"
+
+
+@needs_onednn
+def test_backward_with_inputs_skips_the_products_it_does_not_want(monkeypatch):
+    """backward(inputs=[x]) (SAC's policy loss through the critics) computes no weight
+    gradient: a custom Function's needs_input_grad alone would say it is needed."""
+    calls = []
+    real = linear_module._product
+    monkeypatch.setattr(linear_module, "_product", lambda a, b: calls.append(1) or real(a, b))
+    x, w, b = _inputs((256, 256), 256)
+    linear(x, w, b).sum().backward(inputs=[x])
+    assert len(calls) == 1 and w.grad is None and x.grad is not None
+    calls.clear()
+    linear(x, w, b).sum().backward()
+    assert len(calls) == 2 and w.grad is not None

@@ -24,10 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Multiply-adds from which a product goes to oneDNN (measured on the machine above: at 64^3
-# and at 256x4x256 MKL is faster, 6 vs 17 us and 9 vs 16 us; at 130x128x128 oneDNN, 32 vs
-# 40 us; from 256x256x256 on oneDNN takes half the time).
-MIN_PRODUCT = 1 << 19
+# Multiply-adds from which a product goes to oneDNN. Alone, oneDNN wins from about 2^19 (at
+# 64^3 MKL takes 6 us, oneDNN 17 us; at 130x128x128 32 vs 40 us); inside an update the Python
+# backward of this module's autograd Function (~25 us a layer, holding the GIL that a side
+# thread may be waiting for) moves the break-even up: POCA's 64-unit update ran 4% slower with
+# 2^19 and 7% faster with 2^22 than with MKL alone. SAC's 256^3 products are 2^24.
+MIN_PRODUCT = 1 << 22
 
 
 def _onednn_available() -> bool:
@@ -50,6 +52,20 @@ def _product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a @ b.t()
 
 
+def _wanted(ctx: object, i: int) -> bool:
+    """Whether this backward pass uses the gradient of the Function's input i: a custom
+    Function's `needs_input_grad` says only whether the input requires grad, but a pass with
+    `backward(inputs=...)` may not want it (SAC's policy loss goes through the critics without
+    wanting their weights' gradients, two of the update's 16 large products)."""
+    if not ctx.needs_input_grad[i]:  # type: ignore[attr-defined]
+        return False
+    node = ctx.next_functions[i][0]  # type: ignore[attr-defined]
+    try:
+        return node is None or torch._C._will_engine_execute_node(node)
+    except (AttributeError, RuntimeError):  # autograd.grad on a leaf: not known, so compute it
+        return True
+
+
 class _OneDNNLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor,  # type: ignore[override]
@@ -61,7 +77,7 @@ class _OneDNNLinear(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor  # type: ignore[override]
                  ) -> Tuple[Optional[torch.Tensor], ...]:
         x, weight = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad
+        need_x, need_w, need_b = (_wanted(ctx, i) for i in range(3))
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
             return (grad @ weight if need_x else None, grad.t() @ x if need_w else None,
                     grad.sum(0) if need_b else None)

@@ -222,8 +222,8 @@ class TorchSACOptimizer(TorchOptimizer):
             expanded = target[:, None].expand_as(taken1)
             q1_losses.append(0.5 * F.mse_loss(taken1, expanded))
             q2_losses.append(0.5 * F.mse_loss(taken2, expanded))
-        q1_loss = torch.stack(q1_losses).mean()
-        q2_loss = torch.stack(q2_losses).mean()
+        q1_loss = q1_losses[0] if len(q1_losses) == 1 else torch.stack(q1_losses).mean()
+        q2_loss = q2_losses[0] if len(q2_losses) == 1 else torch.stack(q2_losses).mean()
         self.optimizer.zero_grad()
         (q1_loss + q2_loss).backward()
         critics_read.wait()  # the policy's side reads the critics until its backward is done
