@@ -169,9 +169,9 @@ class TorchSACOptimizer(TorchOptimizer):
         try:
             cont_pi, logp_pi, branch_logp_pi = self._policy_terms(obs, masks)
             c1, c2 = self.critic(obs, cont_pi)
-            policy_value = sum(self._soft_value(torch.min(c1[name], c2[name]), logp_pi,
-                                                branch_logp_pi, alpha)
-                               for name in self.stream_names)
+            values = [self._soft_value(torch.min(c1[name], c2[name]), logp_pi, branch_logp_pi,
+                                       alpha) for name in self.stream_names]
+            policy_value = values[0] if len(values) == 1 else torch.stack(values).sum(0)
             policy_loss = -policy_value.mean()
             self.policy_optimizer.zero_grad()
             # Gradients to the actor only: the critics' weight gradients are never computed,
