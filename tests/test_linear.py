@@ -106,3 +106,12 @@ def test_backward_with_inputs_skips_the_products_it_does_not_want(monkeypatch):
     calls.clear()
     linear(x, w, b).sum().backward()
     assert len(calls) == 2 and w.grad is not None
+
+
+@needs_onednn
+def test_torch_func_transforms_fall_back_to_torch_kernels():
+    x, w, b = _inputs((256, 256), 256, seed=5)
+    x, w, b = x.detach(), w.detach(), b.detach()
+    ours = torch.func.grad(lambda w_: linear(x, w_, b).tanh().sum())(w)
+    ref = torch.func.grad(lambda w_: F.linear(x, w_, b).tanh().sum())(w)
+    torch.testing.assert_close(ours, ref)

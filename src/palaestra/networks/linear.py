@@ -43,6 +43,9 @@ def _onednn_available() -> bool:
 
 
 ONEDNN = _onednn_available()
+# Where torch's own kernels must be used; both checks exist only in newer torch releases.
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+_transforming = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
 
 def _product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -91,8 +94,7 @@ def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32
             and weight.dtype == torch.float32 and weight.dim() == 2 and x.dim() >= 2
             and x.numel() * weight.shape[0] >= MIN_PRODUCT
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            and not torch._C._are_functorch_transforms_active())
+            and not torch.jit.is_tracing() and not _compiling() and not _transforming())
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor,
