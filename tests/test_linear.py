@@ -115,3 +115,13 @@ def test_torch_func_transforms_fall_back_to_torch_kernels():
     ours = torch.func.grad(lambda w_: linear(x, w_, b).tanh().sum())(w)
     ref = torch.func.grad(lambda w_: F.linear(x, w_, b).tanh().sum())(w)
     torch.testing.assert_close(ours, ref)
+
+
+@needs_onednn
+def test_no_grad_calls_give_the_same_values_without_a_graph():
+    x, w, b = _inputs((256, 3, 128), 96, seed=6)
+    with torch.no_grad():
+        ours = linear(x, w, b)
+        ref = F.linear(x, w, b)
+    assert ours.grad_fn is None and ours.shape == (256, 3, 96)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)

@@ -103,11 +103,13 @@ def linear(x: torch.Tensor, weight: torch.Tensor,
     dimensions of `x` are flattened for the product and restored."""
     if not _use_onednn(x, weight):
         return F.linear(x, weight, bias)
-    if x.dim() == 2:
-        return _OneDNNLinear.apply(x.contiguous(), weight, bias)
-    lead = x.shape[:-1]
-    out = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]).contiguous(), weight, bias)
-    return out.view(*lead, weight.shape[0])
+    flat = x.contiguous() if x.dim() == 2 else x.reshape(-1, x.shape[-1]).contiguous()
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or
+                                    (bias is not None and bias.requires_grad)):
+        out = _OneDNNLinear.apply(flat, weight, bias)
+    else:  # nothing to differentiate (targets, value estimates): the op without a Function
+        out = torch.ops.mkldnn._linear_pointwise(flat, weight, bias, "none", [], "")
+    return out if x.dim() == 2 else out.view(*x.shape[:-1], weight.shape[0])
 
 
 class Linear(nn.Linear):
