@@ -37,6 +37,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 spec = json.loads(sys.argv[1])
+if spec.get("threads"):
+    torch.set_num_threads(spec["threads"])
 episodes = []
 
 class EpisodeLog(BaseCallback):
@@ -127,11 +129,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--only", default="palaestra,sb3")
     p.add_argument("--sb3-venv", type=Path, default=CACHE_DIR / "sb3-venv")
     p.add_argument("--timeout", type=float, default=7200)
+    p.add_argument("--sb3-threads", type=int, default=None,
+                   help="torch threads for SB3 (default: torch's own choice, as SB3 comes)")
     p.add_argument("--warmup", type=int, default=None,
                    help="override buffer_init_steps / learning_starts for both systems (speed "
                         "runs of MuJoCo configs, whose 10k warm-up steps train nothing)")
     args = p.parse_args(argv)
     spec = read_config(args.config)
+    spec["threads"] = args.sb3_threads
     config = args.config
     if args.warmup is not None:
         import yaml
