@@ -135,6 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="override buffer_init_steps / learning_starts for both systems (speed "
                         "runs of MuJoCo configs, whose 10k warm-up steps train nothing)")
     args = p.parse_args(argv)
+    if args.sb3_threads is not None and args.sb3_threads < 1:
+        p.error(f"--sb3-threads must be a positive number of threads, got {args.sb3_threads}")
     spec = read_config(args.config)
     spec["threads"] = args.sb3_threads
     config = args.config

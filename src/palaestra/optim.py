@@ -70,7 +70,7 @@ class Adam:
         if any(p.device != first.device or p.dtype != first.dtype for p in self.params):
             raise ValueError("Adam needs all parameters on one device with one dtype")
         self.max_grad_norm = max_grad_norm
-        self.last_grad_norm = 0.0  # before clipping, of the last step with all gradients
+        self.last_grad_norm = 0.0  # before clipping, over the gradients of the last clipped step
         self.steps = 0
         self._sizes = [p.numel() for p in self.params]
         total = sum(self._sizes)
