@@ -42,12 +42,31 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+_PREFIX = "events.out.tfevents."
+
+
+def _file_stamp(logdir: str) -> int:
+    """The time stamp for a new event file: now, or later than every file already there.
+
+    TensorBoard reads a directory's event files in name order, so a resumed run's file must
+    sort after the interrupted run's. Two runs within one second would otherwise tie on the
+    stamp and fall back to process-id order, and the resumed curve would be read first.
+    """
+    stamp = int(time.time())
+    for name in os.listdir(logdir):
+        if name.startswith(_PREFIX):
+            field = name[len(_PREFIX):].split(".", 1)[0]
+            if field.isdigit():
+                stamp = max(stamp, int(field) + 1)
+    return stamp
+
+
 class EventFileWriter:
-    """Appends scalar events to ``<logdir>/events.out.tfevents.<time>.<host>``."""
+    """Appends scalar events to ``<logdir>/events.out.tfevents.<time>.<host>.<pid>``."""
 
     def __init__(self, logdir: str) -> None:
         os.makedirs(logdir, exist_ok=True)
-        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+        name = f"{_PREFIX}{_file_stamp(logdir):010d}.{socket.gethostname()}.{os.getpid()}"
         self.path = os.path.join(logdir, name)
         self._fh = open(self.path, "ab")
         self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
