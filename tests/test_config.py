@@ -778,3 +778,167 @@ def test_recurrent_memory_is_refused_before_anything_is_written(tmp_path):
     assert learn(str(config), "--env", "CartPole-v1", "--run-id", "m",
                  "--results-dir", str(results)) == 1
     assert not results.exists()
+
+
+# ------------------------------------------------- what mlagents-learn writes loads here too
+
+MLAGENTS_RESOLVED = """
+    default_settings: null
+    behaviors:
+      CartPole-v1:
+        trainer_type: ppo
+        hyperparameters:
+          batch_size: 256
+          buffer_size: 2048
+          learning_rate: 0.0003
+          beta: 0.005
+          epsilon: 0.2
+          lambd: 0.95
+          num_epoch: 3
+          shared_critic: false
+          learning_rate_schedule: linear
+          beta_schedule: linear
+          epsilon_schedule: linear
+        checkpoint_interval: 500000
+        network_settings:
+          normalize: false
+          hidden_units: 64
+          num_layers: 2
+          vis_encode_type: simple
+          memory: null
+          goal_conditioning_type: hyper
+          deterministic: false
+        reward_signals:
+          extrinsic:
+            gamma: 0.99
+            strength: 1.0
+            network_settings:
+              normalize: false
+              hidden_units: 128
+              num_layers: 2
+              vis_encode_type: simple
+              memory: null
+              goal_conditioning_type: hyper
+              deterministic: false
+        init_path: null
+        keep_checkpoints: 4
+        even_checkpoints: true
+        max_steps: 8000
+        time_horizon: 64
+        summary_freq: 2000
+        threaded: false
+        self_play: null
+        behavioral_cloning: null
+    env_settings:
+      env_path: CartPole-v1
+      env_args: null
+      base_port: 5005
+      num_envs: 1
+      num_areas: 1
+      timeout_wait: 60
+      seed: 3
+      max_lifetime_restarts: 10
+      restarts_rate_limit_n: 1
+      restarts_rate_limit_period_s: 60
+    engine_settings:
+      width: 84
+      height: 84
+      quality_level: 5
+      time_scale: 20.0
+      target_frame_rate: -1
+      capture_frame_rate: 60
+      no_graphics: false
+    environment_parameters: null
+    checkpoint_settings:
+      run_id: ppo
+      initialize_from: null
+      load_model: false
+      resume: false
+      force: false
+      train_model: false
+      inference: false
+      results_dir: results
+    torch_settings:
+      device: null
+    debug: false
+    """
+
+
+def test_a_configuration_yaml_written_by_mlagents_learn_loads_unchanged(load, caplog):
+    caplog.set_level(logging.WARNING)
+    options = load(MLAGENTS_RESOLVED)
+    s = options.behaviors[BEHAVIOR]
+    assert s.even_checkpoints is True and s.checkpoint_interval == 500000
+    assert s.checkpoint_every() == 2000  # max_steps / keep_checkpoints
+    assert s.hyperparameters.batch_size == 256
+    assert [r.getMessage() for r in caplog.records] == []  # nothing there to warn about
+
+
+def test_even_checkpoints_follows_a_max_steps_changed_after_loading(load):
+    s = load(MLAGENTS_RESOLVED).behaviors[BEHAVIOR]
+    s.max_steps = 1000  # as --max-steps does
+    assert s.checkpoint_every() == 250
+    s.even_checkpoints = False
+    assert s.checkpoint_every() == 500000
+
+
+def test_null_self_play_and_behavioral_cloning_mean_off_but_settings_are_refused(
+        load, write, registry):
+    load("behaviors:\n  CartPole-v1:\n    self_play: null\n    behavioral_cloning: null\n")
+    msg, _ = config_error(write, registry, """
+        behaviors:
+          CartPole-v1:
+            behavioral_cloning:
+              demo_path: expert.demo
+        """)
+    assert "behaviors.CartPole-v1.behavioral_cloning" in msg
+    assert "behavioral cloning is not supported by palaestra yet" in msg
+
+
+def test_deprecated_framework_key_is_dropped_with_a_warning(load, caplog):
+    caplog.set_level(logging.WARNING)
+    options = load("""
+        default_settings:
+          framework: pytorch
+        behaviors:
+          CartPole-v1:
+            framework: pytorch
+            trainer_type: ppo
+        """)
+    assert options.behaviors[BEHAVIOR].trainer_type == "ppo"
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("behaviors.CartPole-v1.framework: deprecated ML-Agents option" in m
+               for m in messages), messages
+
+
+def test_environment_parameters_are_accepted_with_a_warning_that_they_are_not_applied(
+        load, caplog):
+    caplog.set_level(logging.WARNING)
+    options = load("""
+        behaviors:
+          CartPole-v1: {}
+        environment_parameters:
+          mass:
+            sampler_type: uniform
+            sampler_parameters: {min_value: 0.5, max_value: 10}
+          gravity: 9.81
+        """)
+    assert set(options.environment_parameters) == {"mass", "gravity"}
+    warnings = [r.getMessage() for r in caplog.records if "environment_parameters" in r.getMessage()]
+    assert len(warnings) == 1 and "mass, gravity" in warnings[0]
+    assert "env_settings.env_args" in warnings[0]
+
+
+def test_even_checkpoints_spreads_the_checkpoints_over_the_run(write, tmp_path):
+    from helpers import learn
+
+    config = write(MLAGENTS_RESOLVED.replace("results_dir: results",
+                                             f"results_dir: {tmp_path / 'results'}"))
+    assert learn(config, "--run-id", "even") == 0
+    behavior_dir = tmp_path / "results" / "even" / BEHAVIOR
+    steps = sorted(int(p.stem.rsplit("-", 1)[1]) for p in behavior_dir.glob(f"{BEHAVIOR}-*.pt"))
+    # keep_checkpoints 4 over max_steps 8000: one each 2000 steps (a step count is a multiple
+    # of the batch of steps taken at once, so each lands at or just past its mark)
+    assert len(steps) == 4, steps
+    for mark, step in zip((2000, 4000, 6000, 8000), steps):
+        assert mark <= step < mark + 64, steps

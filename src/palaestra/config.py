@@ -134,6 +134,8 @@ class _Structurer:
         for key, raw in value.items():
             key_path = _join(path, key)
             if key not in fields:
+                if key in _NOT_YET and raw is None:  # `self_play: null`: the feature is off
+                    continue
                 raise self.error(key_path, _unknown_key_message(key, raw, fields))
             kwargs[key] = self.structure(raw, hints[key], key_path)
             _check_bounds(self, fields[key], kwargs[key], key_path)
@@ -251,6 +253,10 @@ class ConfigLoader:
         if not isinstance(value, Mapping):
             raise self.st.error(path, f"expected a mapping of behavior settings, got {value!r}")
         merged = deep_update(copy.deepcopy(dict(defaults)), value)
+        if "framework" in merged:  # ML-Agents too warns and drops it (torch is the only one)
+            logger.warning("%s: %s.framework: deprecated ML-Agents option, ignored (palaestra "
+                           "trains with PyTorch).", self.st.source, path)
+            merged.pop("framework")
         trainer_type = merged.get("trainer_type", "ppo")
         if not isinstance(trainer_type, str):
             raise self.st.error(f"{path}.trainer_type", f"expected a string, got {trainer_type!r}")
@@ -280,6 +286,12 @@ class ConfigLoader:
         if ignored:
             logger.warning("%s: ignoring Unity-only settings that mean nothing here: %s",
                            self.st.source, ", ".join(ignored))
+        if options.environment_parameters:
+            logger.warning(
+                "%s: environment_parameters (%s) are not applied: palaestra's environments take "
+                "their arguments from env_settings.env_args (curricula and samplers of "
+                "environment parameters are not supported yet).", self.st.source,
+                ", ".join(map(str, options.environment_parameters)))
 
 
 def load_run_options(path: Optional[str], registry: TrainerRegistry,

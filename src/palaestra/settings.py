@@ -152,10 +152,20 @@ class TrainerSettings(Settings):
     init_path: Optional[str] = setting(None, "Checkpoint to initialise this behavior from.")
     keep_checkpoints: int = setting(5, "Step checkpoints kept on disk.", ge=1)
     checkpoint_interval: int = setting(500000, "Agent steps between checkpoints.", ge=1)
+    even_checkpoints: bool = setting(
+        False, "Ignore checkpoint_interval: keep_checkpoints checkpoints spread evenly over "
+               "max_steps (every max_steps / keep_checkpoints steps), as ML-Agents does.")
     max_steps: int = setting(500000, "Agent steps (all agents, all copies) to train for.", ge=0)
     time_horizon: int = setting(64, "Steps per agent before a trajectory is cut.", ge=1)
     summary_freq: int = setting(50000, "Agent steps between summaries.", ge=1)
     threaded: bool = setting(False, "Update while the environment steps (accepted, unused).")
+
+    def checkpoint_every(self) -> int:
+        """Agent steps between checkpoints. Read when training starts, not at load time, so
+        that `--max-steps` changes it too under `even_checkpoints`."""
+        if self.even_checkpoints:
+            return max(1, self.max_steps // self.keep_checkpoints)
+        return self.checkpoint_interval
 
     def __post_init__(self) -> None:
         memory = self.network_settings.memory
@@ -224,7 +234,7 @@ class RunOptions(Settings):
     env_settings: EnvironmentSettings = setting(factory=EnvironmentSettings)
     engine_settings: EngineSettings = setting(factory=EngineSettings)
     environment_parameters: Optional[Dict[str, Any]] = setting(
-        None, "Environment parameters (accepted, passed to environments that take them).")
+        None, "ML-Agents environment parameters: accepted, not applied (a warning says so).")
     checkpoint_settings: CheckpointSettings = setting(factory=CheckpointSettings)
     torch_settings: TorchSettings = setting(factory=TorchSettings)
     debug: bool = setting(False, "Verbose logging.")

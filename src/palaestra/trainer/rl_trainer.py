@@ -75,7 +75,7 @@ class RLTrainer(abc.ABC, Generic[H]):
         self._queued_steps = 0
         self._step = 0
         self._next_summary = trainer_settings.summary_freq
-        self._next_save = trainer_settings.checkpoint_interval
+        self._next_save = trainer_settings.checkpoint_every()
         self._checkpoints: Optional[CheckpointManager] = None
         self._last_saved_step = -1
 
@@ -228,7 +228,7 @@ class RLTrainer(abc.ABC, Generic[H]):
     def _maybe_save_model(self, step_after: int) -> None:
         if step_after >= self._next_save:
             self.save_model(step_after)
-            interval = self.trainer_settings.checkpoint_interval
+            interval = self.trainer_settings.checkpoint_every()
             self._next_save = (step_after // interval + 1) * interval
 
     def checkpoint_modules(self) -> Dict[str, Any]:
@@ -259,7 +259,7 @@ class RLTrainer(abc.ABC, Generic[H]):
             for policy in self.policies.values():
                 policy.set_step(self._step)
             freq, interval = self.trainer_settings.summary_freq, \
-                self.trainer_settings.checkpoint_interval
+                self.trainer_settings.checkpoint_every()
             self._next_summary = (self._step // freq + 1) * freq
             self._next_save = (self._step // interval + 1) * interval
         logger.info("%s %s from %s (step %d)", "Initialized" if only_weights else "Resumed",
