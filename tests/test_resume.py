@@ -93,3 +93,83 @@ def test_initialize_from_starts_a_new_run_with_old_weights(tmp_path):
     b = scalars(str(tmp_path / "b" / "CartPole-v1"))[REWARD]
     assert 2000 <= b[0][0] < 2600  # a new run counts from 0
     assert b[0][1] > 1.5 * a[0][1], (a, b)  # but plays like the trained one
+
+
+def test_a_refused_resume_keeps_the_runs_configuration_and_its_own_file_resumes(tmp_path):
+    config = _config(tmp_path)
+    results = str(tmp_path / "results")
+    assert learn(config, "--run-id", "r", "--results-dir", results, "--max-steps", "2000",
+                 "--force") == 0
+    saved = tmp_path / "results" / "r" / "configuration.yaml"
+    before = saved.read_text()
+    other = yaml.safe_load(open(config))
+    other["behaviors"]["CartPole-v1"]["trainer_type"] = "sac"
+    del other["behaviors"]["CartPole-v1"]["hyperparameters"]["num_epoch"]
+    sac = tmp_path / "sac.yaml"
+    sac.write_text(yaml.safe_dump(other))
+    # a different trainer type cannot resume this run: a clear error, and nothing rewritten
+    assert learn(str(sac), "--run-id", "r", "--results-dir", results, "--resume") == 1
+    assert saved.read_text() == before
+    # the run's own configuration.yaml resumes it; without --resume it is refused (its
+    # `force` is written as false: the file lies in the folder that --force would delete)
+    assert "force: false" in before
+    assert learn(str(saved)) == 1 and saved.exists()
+    assert learn(str(saved), "--resume", "--max-steps", "3000") == 0
+    resumed = torch.load(os.path.join(results, "r", "CartPole-v1", "checkpoint.pt"),
+                         weights_only=True)
+    assert resumed["step"] >= 3000
+
+
+def test_resume_with_another_trainer_type_names_both(tmp_path, capsys):
+    config = _config(tmp_path)
+    results = str(tmp_path / "results")
+    assert learn(config, "--run-id", "r", "--results-dir", results, "--max-steps", "600") == 0
+    other = yaml.safe_load(open(config))
+    other["behaviors"]["CartPole-v1"] = {"trainer_type": "sac"}
+    sac = tmp_path / "sac.yaml"
+    sac.write_text(yaml.safe_dump(other))
+    assert learn(str(sac), "--run-id", "r", "--results-dir", results, "--resume") == 1
+    err = capsys.readouterr().err
+    assert "was written by trainer type 'ppo'" in err
+    assert "configured with trainer_type 'sac'" in err
+
+
+def test_max_steps_from_the_command_line_is_validated(tmp_path, capsys):
+    for bad in ("-5", "0.5"):
+        assert learn(_config(tmp_path), "--run-id", "m", "--results-dir", str(tmp_path / "res"),
+                     "--max-steps", bad) == 1
+        assert "--max-steps: expected a whole number of steps >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
+
+
+def test_a_namespaced_gymnasium_id_checkpoints_in_nested_folders(tmp_path):
+    config = tmp_path / "basic.yaml"
+    config.write_text(yaml.safe_dump({"default_settings": {
+        "trainer_type": "ppo", "hyperparameters": {"batch_size": 32, "buffer_size": 128},
+        "max_steps": 600, "checkpoint_interval": 300, "summary_freq": 300}}))
+    results = tmp_path / "results"
+    assert learn(str(config), "--env", "palaestra/Basic-v0", "--run-id", "ns",
+                 "--results-dir", str(results)) == 0
+    behavior_dir = results / "ns" / "palaestra" / "Basic-v0"
+    assert (behavior_dir / "checkpoint.pt").is_file()
+    assert len(list(behavior_dir.glob("Basic-v0-*.pt"))) == 2  # the steps 300 and 600
+    assert learn(str(config), "--env", "palaestra/Basic-v0", "--run-id", "ns",
+                 "--results-dir", str(results), "--resume", "--max-steps", "900") == 0
+
+
+def test_yaml_force_gives_way_to_resume_on_the_command_line(tmp_path):
+    config = yaml.safe_load(open(_config(tmp_path)))
+    config["checkpoint_settings"] = {"force": True}
+    path = tmp_path / "forced.yaml"
+    path.write_text(yaml.safe_dump(config))
+    results = str(tmp_path / "results")
+    assert learn(str(path), "--run-id", "f", "--results-dir", results, "--max-steps", "600") == 0
+    assert learn(str(path), "--run-id", "f", "--results-dir", results, "--max-steps", "1200",
+                 "--resume") == 0
+    resumed = torch.load(os.path.join(results, "f", "CartPole-v1", "checkpoint.pt"),
+                         weights_only=True)
+    assert resumed["step"] >= 1200
+    # continued, not started over: --force would have deleted the first run's checkpoint
+    steps = [int(p.rsplit("-", 1)[1][:-3]) for p in
+             glob.glob(os.path.join(results, "f", "CartPole-v1", "CartPole-v1-*.pt"))]
+    assert min(steps) < 1200, steps

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -37,6 +38,14 @@ def atomic_write_text(text: str, path: str) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
+
+
+def file_stem(behavior_name: str) -> str:
+    """A behavior name as a file name: Gymnasium ids may hold a namespace (`palaestra/Basic-v0`,
+    `ALE/Pong-v5`), which the behavior's folder keeps as nested folders, and ML-Agents names may
+    hold `?team=0`; the step checkpoints inside the folder take the last part, characters that
+    are not safe in file names on every system replaced by `_`."""
+    return re.sub(r"[^\w.\-]+", "_", behavior_name.rsplit("/", 1)[-1]) or "behavior"
 
 
 def state_of(modules: Mapping[str, Any]) -> Dict[str, Any]:
@@ -88,7 +97,7 @@ class CheckpointManager:
     def save(self, modules: Mapping[str, Any], step: int, extra: Mapping[str, Any],
              reward: Optional[float] = None) -> str:
         payload = {"modules": state_of(modules), "step": int(step), **extra}
-        path = os.path.join(self.dir, f"{self.name}-{step}.pt")
+        path = os.path.join(self.dir, f"{file_stem(self.name)}-{step}.pt")
         atomic_torch_save(payload, path)
         atomic_torch_save(payload, self.latest_path)
         self.checkpoints = [c for c in self.checkpoints if c["steps"] != step]

@@ -12,7 +12,7 @@ import shutil
 import sys
 from typing import Any, Dict, List, Optional
 
-from palaestra.exception import PalaestraError
+from palaestra.exception import PalaestraError, TrainerConfigError
 
 
 def _learn_parser(sub: Any) -> None:
@@ -58,6 +58,14 @@ def _overrides(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
         values = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
         if values:
             out[section] = values
+    # One of --resume / --force on the command line decides over the other's value in the file:
+    # a run's own configuration.yaml records the --force it was started with, and resuming
+    # from that file must work.
+    ckpt = out.get("checkpoint_settings", {})
+    if ckpt.get("resume") and not ckpt.get("force"):
+        ckpt["force"] = False
+    if ckpt.get("force") and not ckpt.get("resume"):
+        ckpt["resume"] = False
     if args.debug:
         out["debug"] = True  # type: ignore[assignment]
     return out
@@ -101,6 +109,9 @@ def run_learn(args: argparse.Namespace) -> int:
     check_supported(options, args.trainer_config_path)
     logging.getLogger("palaestra").setLevel(logging.DEBUG if options.debug else logging.INFO)
     if args.max_steps is not None:
+        if not (args.max_steps >= 0 and float(args.max_steps).is_integer()):
+            raise TrainerConfigError(f"--max-steps: expected a whole number of steps >= 0, got "
+                                     f"{args.max_steps:g}.")
         for settings in [*options.behaviors.values(), options.default_settings]:
             if settings is not None:
                 settings.max_steps = int(args.max_steps)
@@ -127,13 +138,15 @@ def run_learn(args: argparse.Namespace) -> int:
     for name in env.behavior_specs:  # fail on a missing behavior before touching disk
         options.behavior_settings(name)
     _prepare_run_dir(options)
-    dump_run_options(options, os.path.join(options.checkpoint_settings.write_path,
-                                           "configuration.yaml"))
     writers: List[Any] = []
     for _, factory in load_stats_writer_factories():
         writers += factory(options)
     controller = TrainerController(options, registry, env, writers, seed)
-    controller.start_learning()
+    # The resolved configuration is written once the trainers exist (and, with --resume, have
+    # loaded their checkpoints): a resume refused for a config that does not fit the saved run
+    # must leave the run's own configuration.yaml as it was.
+    controller.start_learning(on_ready=lambda: dump_run_options(
+        options, os.path.join(options.checkpoint_settings.write_path, "configuration.yaml")))
     return 0
 
 

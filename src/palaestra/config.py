@@ -321,8 +321,13 @@ def check_supported(options: RunOptions, source: Optional[str]) -> None:
 
 
 def dump_run_options(options: RunOptions, path: str) -> None:
-    """Write the resolved configuration (every default filled in) next to the run's results."""
+    """Write the resolved configuration (every default filled in) next to the run's results.
+
+    `force` and `resume` are what the command did, not settings of the run: they are written
+    as false, so that training from this file again (it lies inside the run's folder) neither
+    deletes the run nor needs the contrary flag to resume it."""
     data = options.as_dict()
+    data["checkpoint_settings"].update(force=False, resume=False)
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         yaml.safe_dump(data, fh, sort_keys=False)

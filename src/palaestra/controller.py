@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from palaestra.agent_processor import AgentProcessor
 from palaestra.checkpoint import atomic_write_text
@@ -73,8 +73,12 @@ class TrainerController:
     def _request_stop(self, signum: int, frame: object) -> None:
         self._stop_requested = True
 
-    def start_learning(self) -> None:
+    def start_learning(self, on_ready: Optional[Callable[[], None]] = None) -> None:
+        """Train until every trainer is done or a stop is asked for. `on_ready` runs once the
+        trainers exist and have restored any checkpoint, before the first step."""
         self._create_trainers()
+        if on_ready is not None:
+            on_ready()
         previous = signal.signal(signal.SIGTERM, self._request_stop)
         interrupted = False
         start = time.perf_counter()

@@ -12,6 +12,9 @@ branches). An ``info["action_mask"]`` (1 = allowed) is passed on as the action m
 """
 from __future__ import annotations
 
+import math
+import os
+import sys
 from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 import gymnasium as gym
@@ -24,6 +27,16 @@ from palaestra.exception import EnvironmentSetupError
 
 SUPPORTED_OBS = "Box, Discrete, MultiBinary, MultiDiscrete, and Dict/Tuple of these"
 SUPPORTED_ACT = "Box, Discrete, MultiDiscrete, MultiBinary"
+
+
+def search_working_directory() -> None:
+    """Let `module:factory` find a user's module in the working directory (searched after
+    everything else), as `python -m palaestra` does: the `palaestra` script alone does not put
+    the working directory on the import path, and `my_env.py` next to the config should just
+    work."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
 
 
 class _ObsLeaf:
@@ -41,8 +54,17 @@ class _ObsLeaf:
             self.convert = self._multi_one_hot
         elif isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)):
             shape = tuple(int(s) for s in space.shape)
+            if int(np.prod(shape)) == 0:
+                raise EnvironmentSetupError(
+                    f"observation space {space} (at {name}) has no elements; give the "
+                    "environment an observation of at least one value.")
             is_image = len(shape) == 3 and space.dtype == np.uint8
-            if is_image:
+            if is_image and _channels_first(shape):
+                # (C, H, W), as image wrappers for PyTorch often give it: the encoders take
+                # (H, W, C), the layout Gymnasium's image environments use.
+                self.spec = ObservationSpec(shape[1:] + shape[:1], ObservationKind.VISUAL, name)
+                self.convert = lambda o: np.moveaxis(np.asarray(o, np.float32), 0, -1) / 255.0
+            elif is_image:
                 self.spec = ObservationSpec(shape, ObservationKind.VISUAL, name)
                 self.convert = lambda o: np.asarray(o, np.float32) / 255.0
             else:
@@ -56,18 +78,33 @@ class _ObsLeaf:
 
     def _one_hot(self, o: Any) -> np.ndarray:
         out = np.zeros(self.spec.shape, np.float32)
-        out[int(o) - int(self.space.start)] = 1.0
+        index = int(o) - int(self.space.start)
+        if not 0 <= index < self.spec.shape[0]:
+            raise IndexError(f"observation {self.spec.name} = {o!r} is outside its "
+                                       f"space {self.space}")
+        out[index] = 1.0
         return out
 
     def _multi_one_hot(self, o: Any) -> np.ndarray:
         out = np.zeros(self.spec.shape, np.float32)
-        out[self.offsets + np.asarray(o).ravel() - self.space.start.ravel()] = 1.0
+        parts = np.asarray(o).ravel() - self.space.start.ravel()
+        if parts.shape != self.space.nvec.ravel().shape or \
+                not ((parts >= 0) & (parts < self.space.nvec.ravel())).all():
+            raise IndexError(f"observation {self.spec.name} = {o!r} is outside its "
+                                       f"space {self.space}")
+        out[self.offsets + parts] = 1.0
         return out
 
     def extract(self, obs: Any) -> np.ndarray:
         for key in self.path:
             obs = obs[key]
         return self.convert(obs)
+
+
+def _channels_first(shape: Tuple[int, ...]) -> bool:
+    """(C, H, W) rather than (H, W, C): few channels first, and a last axis too long to be
+    the channels."""
+    return shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4) and min(shape[1:]) >= 8
 
 
 def _obs_leaves(space: gym.Space, path: Tuple[Any, ...] = (), name: str = "obs") -> List[_ObsLeaf]:
@@ -133,6 +170,18 @@ class GymnasiumEnv(BaseEnv):
                     f"the factory for {behavior_name} returned {type(e).__name__}, not a "
                     "gymnasium.Env; return one environment, palaestra makes num_envs copies.")
         first = self.envs[0]
+        for i, e in enumerate(self.envs[1:], 1):
+            if e is first:
+                raise EnvironmentSetupError(
+                    f"the factory for {behavior_name} returned the same environment object for "
+                    f"copy {i} as for copy 0: return a new environment on each call "
+                    "(num_envs copies are stepped independently).")
+            for kind in ("observation_space", "action_space"):
+                if getattr(e, kind) != getattr(first, kind):
+                    raise EnvironmentSetupError(
+                        f"copy {i} of {behavior_name} has {kind} {getattr(e, kind)}, copy 0 "
+                        f"has {getattr(first, kind)}: all num_envs copies must have the same "
+                        "spaces.")
         self.name = behavior_name
         self.leaves = _obs_leaves(first.observation_space)
         space = first.observation_space
@@ -164,17 +213,80 @@ class GymnasiumEnv(BaseEnv):
         if self._branches and info and "action_mask" in info:
             if self._mask is None:
                 self._mask = np.ones((len(self.envs), self._branches), bool)
-            self._mask[i] = np.asarray(info["action_mask"], bool).ravel()
+            mask = np.asarray(info["action_mask"], bool).ravel()
+            if mask.shape != (self._branches,):
+                raise EnvironmentSetupError(
+                    f"{self.name} copy {i}: info['action_mask'] has {mask.size} entries, the "
+                    f"action space {self.envs[i].action_space} needs {self._branches} (one per "
+                    "action of each branch, 1 = allowed).")
+            self._mask[i] = mask
+
+    def _bad_step(self, what: str, i: int, obs: Any, exc: Exception) -> EnvironmentSetupError:
+        """A clear error for a reset/step result that does not fit the spaces."""
+        shape = getattr(obs, "shape", None)
+        got = f"an observation of shape {shape}" if shape is not None else \
+            f"an observation {type(obs).__name__}"
+        return EnvironmentSetupError(
+            f"{self.name} copy {i}: {what} returned {got} that does not fit its observation "
+            f"space {self.envs[i].observation_space}: {exc}")
 
     def reset(self) -> None:
         for i, e in enumerate(self.envs):
             seed = None if self.seed is None or self.seed < 0 else self.seed + i
-            obs, info = e.reset(seed=seed)
+            result = e.reset(seed=seed)
+            if not (isinstance(result, tuple) and len(result) == 2):
+                raise EnvironmentSetupError(
+                    f"{self.name} copy {i}: reset() must return (observation, info) as in the "
+                    f"Gymnasium API, got {type(result).__name__}; an environment written for the "
+                    "old Gym API needs porting (see Gymnasium's migration guide).")
+            obs, info = result
             if seed is not None:
                 e.action_space.seed(seed)
-            self._write_obs(i, obs, info)
+            try:
+                self._write_obs(i, obs, info)
+            except (ValueError, TypeError, IndexError) as exc:
+                raise self._bad_step("reset()", i, obs, exc) from None
+        self._check_finite(self._obs, "reset()")
         self._reward[:] = 0.0
         self._terminal = empty_terminal_steps(self._spec)
+
+    def _check_finite(self, buffers: List[np.ndarray], what: str) -> None:
+        """NaN or infinite observations would turn every weight into NaN at the next update,
+        silently; they are a bug in the environment, so they stop the run here, named. (A sum
+        is NaN or infinite when any element is, and costs less than an elementwise test.)"""
+        for buf, leaf in zip(buffers, self.leaves):
+            if leaf.spec.kind == ObservationKind.VECTOR and not math.isfinite(buf.sum()) \
+                    and not np.isfinite(buf).all():
+                rows = np.flatnonzero(~np.isfinite(buf.reshape(len(buf), -1)).all(axis=1))
+                raise EnvironmentSetupError(
+                    f"{self.name}: {what} returned a non-finite observation {leaf.spec.name} "
+                    f"(NaN or inf) in copy {int(rows[0])}: "
+                    f"{np.array2string(buf[rows[0]], threshold=12)}")
+
+    def _reward_array(self, rewards: List[Any], ids: Optional[List[int]] = None,
+                      out: Optional[np.ndarray] = None) -> np.ndarray:
+        """The step's rewards as float32 (into `out` if given), one finite number each (a 0-d
+        or one-element array counts as a number); anything else is named with its copy."""
+        if out is None:
+            out = np.empty(len(rewards), np.float32)
+        try:
+            out[:] = rewards
+            if math.isfinite(out.sum()):
+                return out
+        except (ValueError, TypeError):
+            pass
+        for k, r in enumerate(rewards):
+            copy = k if ids is None else ids[k]
+            try:
+                value = np.asarray(r, np.float64)
+            except (ValueError, TypeError):
+                value = None
+            if r is None or value is None or value.size != 1 or not np.isfinite(value).all():
+                raise EnvironmentSetupError(
+                    f"{self.name} copy {copy}: step() returned reward {r!r}; a reward must be "
+                    "one finite number.")
+            out[k] = value.reshape(())
+        return out
 
     def get_steps(self, behavior_name: str) -> Tuple[DecisionSteps, TerminalSteps]:
         mask = None if self._mask is None else self._mask.copy()
@@ -192,25 +304,54 @@ class GymnasiumEnv(BaseEnv):
         rewards = []  # Python floats, written into the array once after the loop
         write_obs, flat = self._write_obs, self._obs[0] if self._flat_box else None
         check_mask = bool(self._branches)
-        for i, (e, a) in enumerate(zip(self.envs, self._actions)):
-            obs, reward, terminated, truncated, info = e.step(a)
-            if terminated or truncated:
-                done_ids.append(i)
-                done_rew.append(reward)
-                done_trunc.append(bool(truncated and not terminated))
-                done_obs.append([np.array(leaf.extract(obs), np.float32) for leaf in self.leaves])
-                obs, info = e.reset()
-                reward = 0.0
-            rewards.append(reward)
-            if flat is not None and not (check_mask and info):
-                flat[i] = obs  # the common case: one 1-D Box, no action mask to read
-            else:
-                write_obs(i, obs, info)
-        self._reward[:] = rewards
+        i, obs, what = 0, None, "step()"
+        try:
+            for i, (e, a) in enumerate(zip(self.envs, self._actions)):
+                what = "step()"
+                result = e.step(a)
+                if len(result) != 5:
+                    raise EnvironmentSetupError(
+                        f"{self.name} copy {i}: step() must return (observation, reward, "
+                        f"terminated, truncated, info) as in the Gymnasium API, got "
+                        f"{len(result)} values; an environment written for the old Gym API "
+                        "needs porting (see Gymnasium's migration guide).")
+                obs, reward, terminated, truncated, info = result
+                if terminated or truncated:
+                    done_ids.append(i)
+                    done_rew.append(reward)
+                    done_trunc.append(bool(truncated and not terminated))
+                    done_obs.append([np.array(leaf.extract(obs), np.float32)
+                                     for leaf in self.leaves])
+                    obs, info = e.reset()
+                    what = "reset()"
+                    reward = 0.0
+                rewards.append(reward)
+                if flat is not None and not (check_mask and info):
+                    flat[i] = obs  # the common case: one 1-D Box, no action mask to read
+                else:
+                    write_obs(i, obs, info)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise self._bad_step(what, i, obs, exc) from None
+        self._reward_array(rewards, out=self._reward)
+        self._check_finite(self._obs, "step()")
         self._actions = None
         if done_ids:
-            obs = [np.stack(parts) for parts in zip(*done_obs)]
-            self._terminal = TerminalSteps(obs, np.asarray(done_rew, np.float32),
+            try:
+                obs = [np.stack(parts) for parts in zip(*done_obs)]
+            except ValueError as exc:
+                raise EnvironmentSetupError(
+                    f"{self.name}: step() returned last observations of different shapes at "
+                    f"an episode's end ({exc}); the observation space is "
+                    f"{self.envs[0].observation_space}.") from None
+            for part, leaf in zip(obs, self.leaves):
+                if part.shape[1:] != leaf.spec.shape:
+                    raise EnvironmentSetupError(
+                        f"{self.name}: step() returned a last observation {leaf.spec.name} of "
+                        f"shape {part.shape[1:]} at an episode's end; its space "
+                        f"{leaf.space} gives {leaf.spec.shape}.")
+            self._check_finite(obs, "step() (an episode's last step)")
+            done_rew_arr = self._reward_array(done_rew, done_ids)
+            self._terminal = TerminalSteps(obs, done_rew_arr,
                                            np.asarray(done_trunc, bool),
                                            np.asarray(done_ids, np.int64))
         elif len(self._terminal):

@@ -35,7 +35,7 @@ import numpy as np
 
 from palaestra.envs.base import (ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
                                  TerminalSteps, empty_terminal_steps)
-from palaestra.envs.gym_adapter import _ActionMap, _obs_leaves
+from palaestra.envs.gym_adapter import _ActionMap, _obs_leaves, search_working_directory
 from palaestra.exception import EnvironmentSetupError
 
 PREFIX = "pettingzoo:"
@@ -362,6 +362,7 @@ def make_pettingzoo_env(env_path: str, kwargs: Mapping[str, Any], num_envs: int 
 
 
 def _import(name: str, env_path: str) -> types.ModuleType:
+    search_working_directory()
     try:
         return importlib.import_module(name)
     except ImportError as exc:
@@ -370,6 +371,10 @@ def _import(name: str, env_path: str) -> types.ModuleType:
                 f"--env {env_path}: PettingZoo is not installed: {_INSTALL_HINT}.") from None
         raise EnvironmentSetupError(
             f"--env {env_path}: cannot import module '{name}': {exc}") from None
+    except Exception as exc:  # the module itself fails: its error, named
+        raise EnvironmentSetupError(
+            f"--env {env_path}: importing module '{name}' failed: {type(exc).__name__}: "
+            f"{exc}") from exc
 
 
 def resolve_factory(env_path: str) -> Callable[..., Any]:

@@ -20,6 +20,7 @@ from torch import nn
 
 from palaestra.buffer import AgentBuffer
 from palaestra.checkpoint import CheckpointManager, load_checkpoint, restore_modules
+from palaestra.exception import CheckpointError
 from palaestra.envs.base import BehaviorSpec
 from palaestra.networks.networks import SharedActorCritic, SimpleActor
 from palaestra.optimizer import TorchOptimizer
@@ -252,6 +253,13 @@ class RLTrainer(abc.ABC, Generic[H]):
         if os.path.isdir(path):  # a behavior's results folder
             path = os.path.join(path, "checkpoint.pt")
         saved = load_checkpoint(path)
+        written_by = saved.get("trainer_type")
+        if not only_weights and written_by not in (None, self.get_trainer_name()):
+            raise CheckpointError(
+                f"checkpoint {path} was written by trainer type '{written_by}', but "
+                f"{self.brain_name} is configured with trainer_type '{self.get_trainer_name()}': "
+                f"resume with the run's own configuration, or start a new run (a new --run-id, "
+                "or --force).")
         modules = self.checkpoint_modules()
         restore_modules(modules, saved["modules"], path, only_weights=only_weights)
         if not only_weights:
