@@ -203,3 +203,25 @@ def not_an_env(**kwargs: Any) -> Any:
 
 def failing_factory(**kwargs: Any) -> Any:
     raise RuntimeError("no such arena")
+
+
+class BrokenTeamsEnv(TeamsEnv):
+    """TeamsEnv whose ``predator_1`` gets a broken value at step 1: ``break_what`` is
+    ``"obs"`` (NaN in its observation), ``"reward"`` (a NaN reward), ``"reward_list"`` (a
+    reward of two numbers) or ``"group_reward"`` (an infinite group reward)."""
+
+    def __init__(self, break_what: str = "obs", **kwargs: Any) -> None:
+        super().__init__(groups=break_what == "group_reward", **kwargs)
+        self.break_what = break_what
+
+    def step(self, actions: Dict[str, Any]):
+        obs, reward, term, trunc, infos = super().step(actions)
+        if self.break_what == "obs":
+            obs["predator_1"] = np.array([np.nan, 1, 0], np.float32)
+        elif self.break_what == "reward":
+            reward["predator_1"] = float("nan")
+        elif self.break_what == "reward_list":
+            reward["predator_1"] = [1.0, 2.0]
+        else:
+            infos["predator_1"] = {"group_id": 1, "group_reward": float("inf")}
+        return obs, reward, term, trunc, infos

@@ -317,3 +317,19 @@ def test_two_behaviors_learn_through_cli(tmp_path, blue_trainer):
     resolved = yaml.safe_load((run / "configuration.yaml").read_text())
     assert resolved["behaviors"]["blue"]["hyperparameters"]["buffer_size"] == 128
     assert resolved["behaviors"]["blue"]["trainer_type"] == blue_trainer
+
+
+@pytest.mark.parametrize("broken, needle", [
+    ("obs", "agent 'predator_1' got a non-finite observation obs (NaN or inf)"),
+    ("reward", "agent 'predator_1' got reward nan; a reward must be one finite number"),
+    ("reward_list", "agent 'predator_1' got reward [1.0, 2.0]; a reward must be one finite"),
+    ("group_reward", "agent 'predator_1' got group_reward inf")])
+def test_non_finite_or_malformed_values_stop_the_run_naming_the_agent(broken, needle):
+    env = make_environment("pettingzoo:pz_envs_for_tests:BrokenTeamsEnv",
+                           {"break_what": broken}, num_envs=1, seed=0)
+    env.reset()
+    env.set_actions("predator", discrete(0, 0))
+    env.set_actions("prey", continuous([0, 0]))
+    with pytest.raises(EnvironmentSetupError) as info:
+        env.step()
+    assert "copy 0" in str(info.value) and needle in str(info.value), str(info.value)

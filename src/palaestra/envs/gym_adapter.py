@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Callable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -99,6 +99,21 @@ class _ObsLeaf:
         for key in self.path:
             obs = obs[key]
         return self.convert(obs)
+
+
+def first_non_finite(buffers: Sequence[np.ndarray], specs: Sequence[ObservationSpec]
+                     ) -> Optional[Tuple[int, int]]:
+    """(row, observation index) of the first NaN or infinite vector observation, or None.
+
+    Such an observation would turn every weight into NaN at the next update, silently; it is a
+    bug in the environment, so the adapters stop the run on it, named. (A sum is NaN or
+    infinite when any element is, and costs less than an elementwise test.)"""
+    for j, (buf, spec) in enumerate(zip(buffers, specs)):
+        if spec.kind == ObservationKind.VECTOR and len(buf) and \
+                not math.isfinite(buf.sum()) and not np.isfinite(buf).all():
+            rows = np.flatnonzero(~np.isfinite(buf.reshape(len(buf), -1)).all(axis=1))
+            return int(rows[0]), j
+    return None
 
 
 def _channels_first(shape: Tuple[int, ...]) -> bool:
@@ -251,17 +266,13 @@ class GymnasiumEnv(BaseEnv):
         self._terminal = empty_terminal_steps(self._spec)
 
     def _check_finite(self, buffers: List[np.ndarray], what: str) -> None:
-        """NaN or infinite observations would turn every weight into NaN at the next update,
-        silently; they are a bug in the environment, so they stop the run here, named. (A sum
-        is NaN or infinite when any element is, and costs less than an elementwise test.)"""
-        for buf, leaf in zip(buffers, self.leaves):
-            if leaf.spec.kind == ObservationKind.VECTOR and not math.isfinite(buf.sum()) \
-                    and not np.isfinite(buf).all():
-                rows = np.flatnonzero(~np.isfinite(buf.reshape(len(buf), -1)).all(axis=1))
-                raise EnvironmentSetupError(
-                    f"{self.name}: {what} returned a non-finite observation {leaf.spec.name} "
-                    f"(NaN or inf) in copy {int(rows[0])}: "
-                    f"{np.array2string(buf[rows[0]], threshold=12)}")
+        found = first_non_finite(buffers, self._spec.observation_specs)
+        if found is not None:
+            k, j = found
+            raise EnvironmentSetupError(
+                f"{self.name}: {what} returned a non-finite observation "
+                f"{self.leaves[j].spec.name} (NaN or inf) in copy {k}: "
+                f"{np.array2string(buffers[j][k], threshold=12)}")
 
     def _reward_array(self, rewards: List[Any], ids: Optional[List[int]] = None,
                       out: Optional[np.ndarray] = None) -> np.ndarray:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import re
 import types
 from collections import defaultdict
@@ -35,7 +36,8 @@ import numpy as np
 
 from palaestra.envs.base import (ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
                                  TerminalSteps, empty_terminal_steps)
-from palaestra.envs.gym_adapter import _ActionMap, _obs_leaves, search_working_directory
+from palaestra.envs.gym_adapter import (_ActionMap, _obs_leaves, first_non_finite,
+                                        search_working_directory)
 from palaestra.exception import EnvironmentSetupError
 
 PREFIX = "pettingzoo:"
@@ -326,19 +328,50 @@ class PettingZooEnv(BaseEnv):
         for name, io in self._io.items():
             d = decisions.get(name, empty)
             group_id, group_reward = _groups(d, self.group_by_behavior)
+            obs, rewards = io.observations(d.obs), self._rewards(d)
+            self._check(io, d, obs, rewards, group_reward)
             self._decision[name] = DecisionSteps(
-                io.observations(d.obs), np.asarray(d.rewards, np.float32),
-                np.asarray(d.ids, np.int64), io.masks(d.obs, d.infos), group_id, group_reward)
+                obs, rewards, np.asarray(d.ids, np.int64), io.masks(d.obs, d.infos), group_id,
+                group_reward)
             self._rows[name] = (d.copies, d.agents)
             t = terminals.get(name)
             if t is None:
                 self._terminal[name] = empty_terminal_steps(io.spec)
                 continue
             group_id, group_reward = _groups(t, self.group_by_behavior)
+            obs, rewards = io.observations(t.obs), self._rewards(t)
+            self._check(io, t, obs, rewards, group_reward)
             self._terminal[name] = TerminalSteps(
-                io.observations(t.obs), np.asarray(t.rewards, np.float32),
-                np.asarray(t.interrupted, bool), np.asarray(t.ids, np.int64), group_id,
-                group_reward)
+                obs, rewards, np.asarray(t.interrupted, bool), np.asarray(t.ids, np.int64),
+                group_id, group_reward)
+
+    def _rewards(self, batch: "_Batch") -> np.ndarray:
+        try:
+            return np.asarray(batch.rewards, np.float32).reshape(len(batch.rewards))
+        except (ValueError, TypeError):
+            bad = next(k for k, r in enumerate(batch.rewards)
+                       if np.asarray(r, dtype=object).size != 1)
+            raise EnvironmentSetupError(
+                f"{self.env_name} copy {batch.copies[bad]}: agent {batch.agents[bad]!r} got "
+                f"reward {batch.rewards[bad]!r}; a reward must be one finite number.") from None
+
+    def _check(self, io: Any, batch: "_Batch", obs: List[np.ndarray], rewards: np.ndarray,
+               group_reward: Optional[np.ndarray]) -> None:
+        """NaN or infinite observations or rewards would poison the networks silently: the run
+        stops on them, naming the copy and the agent."""
+        found = first_non_finite(obs, io.spec.observation_specs)
+        if found is not None:
+            k, j = found
+            raise EnvironmentSetupError(
+                f"{self.env_name} copy {batch.copies[k]}: agent {batch.agents[k]!r} got a "
+                f"non-finite observation {io.spec.observation_specs[j].name} (NaN or inf): "
+                f"{np.array2string(obs[j][k], threshold=12)}")
+        for what, values in (("reward", rewards), ("group_reward", group_reward)):
+            if values is not None and len(values) and not math.isfinite(values.sum()):
+                k = int(np.flatnonzero(~np.isfinite(values))[0])
+                raise EnvironmentSetupError(
+                    f"{self.env_name} copy {batch.copies[k]}: agent {batch.agents[k]!r} got "
+                    f"{what} {values[k]}; a reward must be one finite number.")
 
     def close(self) -> None:
         for env in self.envs:
