@@ -176,3 +176,11 @@ def test_a_factory_module_in_the_working_directory_is_found(tmp_path, monkeypatc
     env = make_environment("cwd_env_module:make", num_envs=2)
     assert list(env.behavior_specs) == ["make"]
     env.close()
+
+
+def test_an_error_inside_the_environments_own_step_keeps_its_traceback():
+    class Picky(E.SpaceEnv):
+        def step(self, action):
+            raise ValueError("action 0 is not allowed in this state")
+    with pytest.raises(ValueError, match="action 0 is not allowed"):
+        stepped(lambda: Picky(BOX3, TWO))

@@ -80,8 +80,8 @@ class _ObsLeaf:
         out = np.zeros(self.spec.shape, np.float32)
         index = int(o) - int(self.space.start)
         if not 0 <= index < self.spec.shape[0]:
-            raise IndexError(f"observation {self.spec.name} = {o!r} is outside its "
-                                       f"space {self.space}")
+            raise IndexError(f"observation {self.spec.name} = {o!r} is outside its space "
+                             f"{self.space}")
         out[index] = 1.0
         return out
 
@@ -90,8 +90,8 @@ class _ObsLeaf:
         parts = np.asarray(o).ravel() - self.space.start.ravel()
         if parts.shape != self.space.nvec.ravel().shape or \
                 not ((parts >= 0) & (parts < self.space.nvec.ravel())).all():
-            raise IndexError(f"observation {self.spec.name} = {o!r} is outside its "
-                                       f"space {self.space}")
+            raise IndexError(f"observation {self.spec.name} = {o!r} is outside its space "
+                             f"{self.space}")
         out[self.offsets + parts] = 1.0
         return out
 
@@ -315,34 +315,41 @@ class GymnasiumEnv(BaseEnv):
         rewards = []  # Python floats, written into the array once after the loop
         write_obs, flat = self._write_obs, self._obs[0] if self._flat_box else None
         check_mask = bool(self._branches)
-        i, obs, what = 0, None, "step()"
-        try:
-            for i, (e, a) in enumerate(zip(self.envs, self._actions)):
-                what = "step()"
-                result = e.step(a)
-                if len(result) != 5:
-                    raise EnvironmentSetupError(
-                        f"{self.name} copy {i}: step() must return (observation, reward, "
-                        f"terminated, truncated, info) as in the Gymnasium API, got "
-                        f"{len(result)} values; an environment written for the old Gym API "
-                        "needs porting (see Gymnasium's migration guide).")
-                obs, reward, terminated, truncated, info = result
-                if terminated or truncated:
-                    done_ids.append(i)
-                    done_rew.append(reward)
-                    done_trunc.append(bool(truncated and not terminated))
+        # Only the reading of what the environment returned is guarded: an error raised inside
+        # the environment's own step() or reset() keeps its traceback.
+        bad = (ValueError, TypeError, IndexError)
+        for i, (e, a) in enumerate(zip(self.envs, self._actions)):
+            result = e.step(a)
+            if not isinstance(result, (tuple, list)) or len(result) != 5:
+                got = f"{len(result)} values" if isinstance(result, (tuple, list)) else \
+                    type(result).__name__
+                raise EnvironmentSetupError(
+                    f"{self.name} copy {i}: step() must return (observation, reward, "
+                    f"terminated, truncated, info) as in the Gymnasium API, got {got}; an "
+                    "environment written for the old Gym API needs porting (see Gymnasium's "
+                    "migration guide).")
+            obs, reward, terminated, truncated, info = result
+            what = "step()"
+            if terminated or truncated:
+                done_ids.append(i)
+                done_rew.append(reward)
+                done_trunc.append(bool(truncated and not terminated))
+                try:
                     done_obs.append([np.array(leaf.extract(obs), np.float32)
                                      for leaf in self.leaves])
-                    obs, info = e.reset()
-                    what = "reset()"
-                    reward = 0.0
-                rewards.append(reward)
+                except bad as exc:
+                    raise self._bad_step(what, i, obs, exc) from None
+                obs, info = e.reset()
+                what = "reset()"
+                reward = 0.0
+            rewards.append(reward)
+            try:
                 if flat is not None and not (check_mask and info):
                     flat[i] = obs  # the common case: one 1-D Box, no action mask to read
                 else:
                     write_obs(i, obs, info)
-        except (ValueError, TypeError, IndexError) as exc:
-            raise self._bad_step(what, i, obs, exc) from None
+            except bad as exc:
+                raise self._bad_step(what, i, obs, exc) from None
         self._reward_array(rewards, out=self._reward)
         self._check_finite(self._obs, "step()")
         self._actions = None
