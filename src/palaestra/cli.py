@@ -142,11 +142,28 @@ def run_learn(args: argparse.Namespace) -> int:
     for _, factory in load_stats_writer_factories():
         writers += factory(options)
     controller = TrainerController(options, registry, env, writers, seed)
-    # The resolved configuration is written once the trainers exist (and, with --resume, have
-    # loaded their checkpoints): a resume refused for a config that does not fit the saved run
-    # must leave the run's own configuration.yaml as it was.
-    controller.start_learning(on_ready=lambda: dump_run_options(
-        options, os.path.join(options.checkpoint_settings.write_path, "configuration.yaml")))
+    write_path = options.checkpoint_settings.write_path
+    started: List[bool] = []
+
+    def ready() -> None:
+        # The resolved configuration is written once the trainers exist (and, with --resume,
+        # have loaded their checkpoints) and the environment has reset: a resume refused for a
+        # config that does not fit the saved run leaves the run's configuration.yaml as it was.
+        started.append(True)
+        dump_run_options(options, os.path.join(write_path, "configuration.yaml"))
+
+    try:
+        controller.start_learning(on_ready=ready)
+    except PalaestraError as exc:
+        if not started and not options.checkpoint_settings.resume:
+            # A new run that failed before its first step (a trainer refusing the environment,
+            # an environment failing its reset) leaves no folder behind: rerunning the same
+            # --run-id must not need --force.
+            shutil.rmtree(write_path, ignore_errors=True)
+        if isinstance(exc, TrainerConfigError) and not started:
+            raise TrainerConfigError(f"{args.trainer_config_path or '<command line>'}: {exc}") \
+                from None
+        raise
     return 0
 
 

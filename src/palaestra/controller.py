@@ -17,7 +17,8 @@ from typing import Callable, Dict, List, Optional
 from palaestra.agent_processor import AgentProcessor
 from palaestra.checkpoint import atomic_write_text
 from palaestra.env_manager import EnvManager
-from palaestra.envs.base import BaseEnv
+from palaestra.envs.base import BaseEnv, BehaviorSpec
+from palaestra.exception import TrainerConfigError
 from palaestra.registry import TrainerRegistry
 from palaestra.settings import RunOptions
 from palaestra.stats import StatsReporter, StatsWriter
@@ -42,33 +43,38 @@ class TrainerController:
         self._stop_requested = False
 
     def _create_trainers(self) -> None:
-        ckpt = self.options.checkpoint_settings
-        device = self.options.torch_settings.device or "cpu"
         unknown = set(self.options.behaviors) - set(self.env_manager.env.behavior_specs)
         if unknown:
             logger.warning("Behaviors configured but not in the environment (ignored): %s. The "
                            "environment has: %s", ", ".join(sorted(unknown)),
                            ", ".join(self.env_manager.env.behavior_specs))
         for name, spec in self.env_manager.env.behavior_specs.items():
-            settings = self.options.behavior_settings(name)
-            if ckpt.initialize_from and settings.init_path is None:
-                settings.init_path = os.path.join(ckpt.results_dir, ckpt.initialize_from, name,
-                                                  "checkpoint.pt")
-            info = self.registry.get(settings.trainer_type)
-            trainer: RLTrainer = info.trainer_cls(
-                name, 1, settings, True, ckpt.resume, self.seed,
-                os.path.join(self.write_path, name))
-            reporter = StatsReporter(name, self.writers)
-            trainer.bind_run(reporter, device, self.status_path, self.timers)
-            behavior_id = BehaviorIdentifiers.from_name_behavior_id(name)
-            policy = trainer.create_policy(behavior_id, spec)
-            trainer.add_policy(behavior_id, policy)
-            processor = AgentProcessor(name, spec, settings.time_horizon, reporter,
-                                       trainer.publish_trajectory)
-            self.env_manager.add_behavior(name, policy, processor)
-            self.trainers[name] = trainer
-            for writer in self.writers:
-                writer.on_start(name, settings.max_steps, trainer.get_step)
+            try:
+                self._create_trainer(name, spec)
+            except TrainerConfigError as exc:  # e.g. a plugin refusing this environment
+                raise TrainerConfigError(f"behaviors.{name}: {exc}") from None
+
+    def _create_trainer(self, name: str, spec: BehaviorSpec) -> None:
+        ckpt = self.options.checkpoint_settings
+        device = self.options.torch_settings.device or "cpu"
+        settings = self.options.behavior_settings(name)
+        if ckpt.initialize_from and settings.init_path is None:
+            settings.init_path = os.path.join(ckpt.results_dir, ckpt.initialize_from, name,
+                                              "checkpoint.pt")
+        info = self.registry.get(settings.trainer_type)
+        trainer: RLTrainer = info.trainer_cls(
+            name, 1, settings, True, ckpt.resume, self.seed, os.path.join(self.write_path, name))
+        reporter = StatsReporter(name, self.writers)
+        trainer.bind_run(reporter, device, self.status_path, self.timers)
+        behavior_id = BehaviorIdentifiers.from_name_behavior_id(name)
+        policy = trainer.create_policy(behavior_id, spec)
+        trainer.add_policy(behavior_id, policy)
+        processor = AgentProcessor(name, spec, settings.time_horizon, reporter,
+                                   trainer.publish_trajectory)
+        self.env_manager.add_behavior(name, policy, processor)
+        self.trainers[name] = trainer
+        for writer in self.writers:
+            writer.on_start(name, settings.max_steps, trainer.get_step)
 
     def _request_stop(self, signum: int, frame: object) -> None:
         self._stop_requested = True
@@ -77,13 +83,18 @@ class TrainerController:
         """Train until every trainer is done or a stop is asked for. `on_ready` runs once the
         trainers exist and have restored any checkpoint, before the first step."""
         self._create_trainers()
+        for name, trainer in self.trainers.items():
+            if trainer.get_step >= trainer.trainer_settings.max_steps:
+                logger.info("%s: step %d already reaches max_steps %d: nothing to train (raise "
+                            "max_steps or --max-steps to continue).", name, trainer.get_step,
+                            trainer.trainer_settings.max_steps)
+        self.env_manager.reset()  # an environment that fails here has trained nothing to save
         if on_ready is not None:
             on_ready()
         previous = signal.signal(signal.SIGTERM, self._request_stop)
         interrupted = False
         start = time.perf_counter()
         try:
-            self.env_manager.reset()
             trainers = list(self.trainers.values())
             while not self._stop_requested and any(t.should_still_train for t in trainers):
                 self.env_manager.advance()

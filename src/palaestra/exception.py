@@ -29,7 +29,9 @@ class TrainerConfigError(PalaestraError):
             parts.insert(0, f"{self.key}:")
             parts.append(f"(got {self.value!r})")
         if self.allowed:
-            parts.append(f"Allowed: {self.allowed}.")
+            allowed = self.allowed if isinstance(self.allowed, str) else \
+                ", ".join(map(str, self.allowed))
+            parts.append(f"Allowed: {allowed}.")
         return " ".join(parts)
 
 

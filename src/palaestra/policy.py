@@ -15,6 +15,7 @@ from torch import nn
 
 from palaestra.buffer import AgentBuffer
 from palaestra.envs.base import ActionTuple, BehaviorSpec, DecisionSteps
+from palaestra.exception import TrainerConfigError
 from palaestra.networks.numpy_actor import NumpyActor
 from palaestra.settings import NetworkSettings
 
@@ -49,6 +50,13 @@ class TorchPolicy:
                                network_settings=network_settings,
                                action_spec=behavior_spec.action_spec, **actor_kwargs)
         self.actor.to(self.device)
+        if network_settings.normalize and not callable(getattr(self.actor, "update_normalization",
+                                                               None)):
+            raise TrainerConfigError(
+                f"network_settings.normalize is true, but the actor {actor_cls.__name__} has no "
+                "update_normalization(buffer) method to keep its observation normaliser; give it "
+                "one (NetworkBody's encoder has one: self.network_body.update_normalization), or "
+                "set normalize: false.")
         self.global_step = 0
         self._tanh = bool(actor_kwargs.get("tanh_squash", False))
         self._numpy_actor: Optional[NumpyActor] = None
