@@ -333,3 +333,21 @@ def test_non_finite_or_malformed_values_stop_the_run_naming_the_agent(broken, ne
     with pytest.raises(EnvironmentSetupError) as info:
         env.step()
     assert "copy 0" in str(info.value) and needle in str(info.value), str(info.value)
+
+
+def test_a_family_member_missing_its_extra_package_or_an_old_version_is_named(
+        tmp_path, monkeypatch):
+    (tmp_path / "fake_family.py").write_text(
+        "from pettingzoo.utils.deprecated_module import DeprecatedModule\n"
+        "racer_v1 = DeprecatedModule('racer', 1, 2)\n"
+        "def __getattr__(name):\n"
+        "    if name == 'physics_v0':\n"
+        "        import a_physics_engine_that_is_not_installed\n"
+        "    raise AttributeError(name)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(EnvironmentSetupError) as info:
+        make_environment("pettingzoo:fake_family:physics_v0")
+    assert "needs a package that is not installed" in str(info.value)
+    assert "a_physics_engine_that_is_not_installed" in str(info.value)
+    with pytest.raises(EnvironmentSetupError, match="racer_v1 is now deprecated, use racer_v2"):
+        make_environment("pettingzoo:fake_family:racer_v1")

@@ -423,7 +423,19 @@ def resolve_factory(env_path: str) -> Callable[..., Any]:
     module = _import(module_name, env_path)
     target: Any = module
     if attr:
-        target = getattr(module, attr, None)
+        try:  # PettingZoo's families import an environment's module on attribute access
+            target = getattr(module, attr, None)
+        except ImportError as exc:
+            family = module_name.split(".")[1] if module_name.startswith("pettingzoo.") else None
+            hint = f' (pip install "pettingzoo[{family}]")' if family else ""
+            raise EnvironmentSetupError(
+                f"--env {env_path}: the environment needs a package that is not installed: "
+                f"{exc}{hint}.") from None
+        if type(target).__name__ == "DeprecatedModule":  # an old version: PettingZoo says which
+            try:
+                target.env()  # raises PettingZoo's DeprecatedEnv, which names the new version
+            except Exception as exc:
+                raise EnvironmentSetupError(f"--env {env_path}: {exc}") from None
         if target is None:
             sub = f"{module_name}.{attr}"
             if not hasattr(module, "__path__") or importlib.util.find_spec(sub) is None:
