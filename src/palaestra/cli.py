@@ -58,9 +58,8 @@ def _overrides(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
         values = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
         if values:
             out[section] = values
-    # One of --resume / --force on the command line decides over the other's value in the file:
-    # a run's own configuration.yaml records the --force it was started with, and resuming
-    # from that file must work.
+    # One of --resume / --force on the command line decides over the other's value in the file
+    # (a config may say `force: true`; `--resume` must still resume, not refuse or delete).
     ckpt = out.get("checkpoint_settings", {})
     if ckpt.get("resume") and not ckpt.get("force"):
         ckpt["force"] = False
