@@ -15,7 +15,6 @@ as keyword arguments.
 from __future__ import annotations
 
 import difflib
-import importlib
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import yaml
@@ -109,23 +108,6 @@ def _behavior_name(env_path: str) -> str:
     return env_path.rsplit(":", 1)[-1] if ":" in env_path else env_path
 
 
-def _import(env_path: str, module_name: str) -> Any:
-    """The factory's module, searched for in the working directory too."""
-    from palaestra.envs.gym_adapter import search_working_directory
-
-    search_working_directory()
-    try:
-        return importlib.import_module(module_name)
-    except ImportError as exc:
-        raise EnvironmentSetupError(
-            f"--env {env_path}: cannot import module '{module_name}': {exc} (searched the "
-            "installed packages, PYTHONPATH and the working directory)") from None
-    except Exception as exc:  # the module itself fails: its error, named, without a traceback
-        raise EnvironmentSetupError(
-            f"--env {env_path}: importing module '{module_name}' failed: "
-            f"{type(exc).__name__}: {exc}") from exc
-
-
 def _resolve(env_path: str, kwargs: Dict[str, Any]) -> Callable[[], Any]:
     import gymnasium as gym
 
@@ -134,7 +116,9 @@ def _resolve(env_path: str, kwargs: Dict[str, Any]) -> Callable[[], Any]:
         if not module_name or not attr:
             raise EnvironmentSetupError(
                 f"--env {env_path}: expected module.path:factory (both parts non-empty).")
-        module = _import(env_path, module_name)
+        from palaestra.envs.gym_adapter import import_env_module
+
+        module = import_env_module(env_path, module_name)
         if attr in gym.registry:  # `module:EnvId-v0`: the module registers a Gymnasium id
             return lambda: gym.make(attr, disable_env_checker=True, **kwargs)
         factory = getattr(module, attr, None)

@@ -12,6 +12,7 @@ branches). An ``info["action_mask"]`` (1 = allowed) is passed on as the action m
 """
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sys
@@ -27,16 +28,6 @@ from palaestra.exception import EnvironmentSetupError
 
 SUPPORTED_OBS = "Box, Discrete, MultiBinary, MultiDiscrete, and Dict/Tuple of these"
 SUPPORTED_ACT = "Box, Discrete, MultiDiscrete, MultiBinary"
-
-
-def search_working_directory() -> None:
-    """Let `module:factory` find a user's module in the working directory (searched after
-    everything else), as `python -m palaestra` does: the `palaestra` script alone does not put
-    the working directory on the import path, and `my_env.py` next to the config should just
-    work."""
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.append(cwd)
 
 
 class _ObsLeaf:
@@ -102,18 +93,39 @@ class _ObsLeaf:
 
 
 def first_non_finite(buffers: Sequence[np.ndarray], specs: Sequence[ObservationSpec]
-                     ) -> Optional[Tuple[int, int]]:
-    """(row, observation index) of the first NaN or infinite vector observation, or None.
+                     ) -> Optional[Tuple[int, str, str]]:
+    """(row, observation name, that row's values as text) of the first NaN or infinite vector
+    observation, or None.
 
     Such an observation would turn every weight into NaN at the next update, silently; it is a
     bug in the environment, so the adapters stop the run on it, named. (A sum is NaN or
     infinite when any element is, and costs less than an elementwise test.)"""
-    for j, (buf, spec) in enumerate(zip(buffers, specs)):
+    for buf, spec in zip(buffers, specs):
         if spec.kind == ObservationKind.VECTOR and len(buf) and \
                 not math.isfinite(buf.sum()) and not np.isfinite(buf).all():
-            rows = np.flatnonzero(~np.isfinite(buf.reshape(len(buf), -1)).all(axis=1))
-            return int(rows[0]), j
+            row = int(np.flatnonzero(~np.isfinite(buf.reshape(len(buf), -1)).all(axis=1))[0])
+            return row, spec.name, np.array2string(buf[row], threshold=12)
     return None
+
+
+def import_env_module(env_path: str, module_name: str) -> Any:
+    """The module of a `module:factory`, also searched for in the working directory (after
+    everything else), as `python -m palaestra` does: the `palaestra` script alone does not put
+    the working directory on the import path, and `my_env.py` next to the config should just
+    work. A module that fails while importing is named with its error, without a traceback."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EnvironmentSetupError(
+            f"--env {env_path}: cannot import module '{module_name}': {exc} (searched the "
+            "installed packages, PYTHONPATH and the working directory)") from None
+    except Exception as exc:
+        raise EnvironmentSetupError(
+            f"--env {env_path}: importing module '{module_name}' failed: "
+            f"{type(exc).__name__}: {exc}") from exc
 
 
 def _channels_first(shape: Tuple[int, ...]) -> bool:
@@ -268,11 +280,9 @@ class GymnasiumEnv(BaseEnv):
     def _check_finite(self, buffers: List[np.ndarray], what: str) -> None:
         found = first_non_finite(buffers, self._spec.observation_specs)
         if found is not None:
-            k, j = found
-            raise EnvironmentSetupError(
-                f"{self.name}: {what} returned a non-finite observation "
-                f"{self.leaves[j].spec.name} (NaN or inf) in copy {k}: "
-                f"{np.array2string(buffers[j][k], threshold=12)}")
+            row, name, values = found
+            raise EnvironmentSetupError(f"{self.name}: {what} returned a non-finite observation "
+                                        f"{name} (NaN or inf) in copy {row}: {values}")
 
     def _reward_array(self, rewards: List[Any], ids: Optional[List[int]] = None,
                       out: Optional[np.ndarray] = None) -> np.ndarray:

@@ -37,7 +37,7 @@ import numpy as np
 from palaestra.envs.base import (ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
                                  TerminalSteps, empty_terminal_steps)
 from palaestra.envs.gym_adapter import (_ActionMap, _obs_leaves, first_non_finite,
-                                        search_working_directory)
+                                        import_env_module)
 from palaestra.exception import EnvironmentSetupError
 
 PREFIX = "pettingzoo:"
@@ -361,11 +361,10 @@ class PettingZooEnv(BaseEnv):
         stops on them, naming the copy and the agent."""
         found = first_non_finite(obs, io.spec.observation_specs)
         if found is not None:
-            k, j = found
+            row, name, values = found
             raise EnvironmentSetupError(
-                f"{self.env_name} copy {batch.copies[k]}: agent {batch.agents[k]!r} got a "
-                f"non-finite observation {io.spec.observation_specs[j].name} (NaN or inf): "
-                f"{np.array2string(obs[j][k], threshold=12)}")
+                f"{self.env_name} copy {batch.copies[row]}: agent {batch.agents[row]!r} got a "
+                f"non-finite observation {name} (NaN or inf): {values}")
         for what, values in (("reward", rewards), ("group_reward", group_reward)):
             if values is not None and len(values) and not math.isfinite(values.sum()):
                 k = int(np.flatnonzero(~np.isfinite(values))[0])
@@ -395,19 +394,13 @@ def make_pettingzoo_env(env_path: str, kwargs: Mapping[str, Any], num_envs: int 
 
 
 def _import(name: str, env_path: str) -> types.ModuleType:
-    search_working_directory()
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        if getattr(exc, "name", None) == "pettingzoo":
+    if name == "pettingzoo":
+        try:
+            return importlib.import_module(name)
+        except ImportError:
             raise EnvironmentSetupError(
                 f"--env {env_path}: PettingZoo is not installed: {_INSTALL_HINT}.") from None
-        raise EnvironmentSetupError(
-            f"--env {env_path}: cannot import module '{name}': {exc}") from None
-    except Exception as exc:  # the module itself fails: its error, named
-        raise EnvironmentSetupError(
-            f"--env {env_path}: importing module '{name}' failed: {type(exc).__name__}: "
-            f"{exc}") from exc
+    return import_env_module(env_path, name)
 
 
 def resolve_factory(env_path: str) -> Callable[..., Any]:
