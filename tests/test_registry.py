@@ -355,3 +355,31 @@ def test_plugin_may_replace_a_builtin_type_with_a_warning(plugin_dir, caplog):
     assert info.trainer_cls is importlib.import_module(f"{pkg}.plugin").MyTrainer
     assert any("replaces" in r.getMessage() and "ppo-replacement" in r.getMessage()
                for r in caplog.records)
+
+
+def test_register_by_hand_checks_the_classes():
+    registry = TrainerRegistry()
+    with pytest.raises(TypeError, match="'a': class builtins.object is not a class deriving "
+                                        "palaestra's RLTrainer"):
+        registry.register({"a": object}, {"a": PPOSettings})
+    with pytest.raises(TypeError, match="'b': settings 'junk' is not a class deriving "
+                                        "palaestra's HyperparamSettings"):
+        registry.register({"b": PPOTrainer}, {"b": "junk"})
+    assert registry.names() == []
+
+
+def test_a_junk_registration_is_refused_whole_and_the_builtin_stays(plugin_dir, caplog):
+    # one good and one junk type in one plugin: nothing of it registers, ppo stays built-in
+    junk = GOOD_PLUGIN.replace(
+        "return {MyTrainer.get_trainer_name(): MyTrainer}, "
+        "{MyTrainer.get_trainer_name(): MySettings}",
+        "return {'mytype': MyTrainer, 'ppo': print}, {'mytype': MySettings, 'ppo': MySettings}")
+    assert junk != GOOD_PLUGIN
+    make_plugin(plugin_dir, "junk-plugin", junk, "junk")
+    caplog.set_level(logging.WARNING, logger="palaestra")
+    registry = fresh_registry()
+    assert registry.get("ppo").trainer_cls is PPOTrainer
+    assert "mytype" not in registry.names()
+    (failure,) = registry.failures
+    assert (failure.entry_point, failure.distribution) == ("junk", "junk-plugin")
+    assert "trainer type 'ppo': <built-in function print> is not a class" in failure.error

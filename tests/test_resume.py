@@ -173,3 +173,25 @@ def test_yaml_force_gives_way_to_resume_on_the_command_line(tmp_path):
     steps = [int(p.rsplit("-", 1)[1][:-3]) for p in
              glob.glob(os.path.join(results, "f", "CartPole-v1", "CartPole-v1-*.pt"))]
     assert min(steps) < 1200, steps
+
+
+def test_segments_of_max_steps_make_the_updates_of_one_run(tmp_path):
+    """The partly filled update buffer is part of the checkpoint: stopping at --max-steps and
+    resuming, again and again, trains on every step (it once threw the buffer away each time)."""
+    config = tmp_path / "fixed.yaml"
+    config.write_text(yaml.safe_dump({"behaviors": {"fixed_length": {
+        "trainer_type": "ppo", "hyperparameters": {"batch_size": 64, "buffer_size": 384},
+        "network_settings": {"hidden_units": 8, "num_layers": 1}, "max_steps": 3000,
+        "time_horizon": 32, "summary_freq": 1000}},
+        "env_settings": {"env_path": "fault_envs:fixed_length", "num_envs": 2, "seed": 1}}))
+    results = str(tmp_path / "results")
+    assert learn(str(config), "--run-id", "whole", "--results-dir", results) == 0
+    for k, steps in enumerate(("1000", "2000", "3000")):
+        extra = ["--resume"] if k else []
+        assert learn(str(config), "--run-id", "parts", "--results-dir", results,
+                     "--max-steps", steps, *extra) == 0
+    whole, parts = (torch.load(os.path.join(results, run, "fixed_length", "checkpoint.pt"),
+                               weights_only=True) for run in ("whole", "parts"))
+    assert parts["step"] == whole["step"] == 3008
+    assert parts["updates"] == whole["updates"] == 3008 // 384
+    assert "buffer_file" in parts  # 320 steps wait for the next update

@@ -1,5 +1,7 @@
 """Stats: summaries, console lines, the progress bar, TensorBoard files, writer plugins."""
 import io
+import logging
+import math
 import os
 import subprocess
 import sys
@@ -10,8 +12,10 @@ import pytest
 from rich.console import Console
 
 from helpers import scalars
-from palaestra.stats import (ConsoleWriter, ProgressWriter, StatsReporter, StatsSummary,
-                             StatsWriter, TensorboardWriter, get_default_stats_writers)
+from palaestra.registry import StatsWriterFactory
+from palaestra.stats import (ConsoleWriter, GuardedWriter, ProgressWriter, StatsReporter,
+                             StatsSummary, StatsWriter, TensorboardWriter, format_number,
+                             get_default_stats_writers, guard_writers, make_stats_writers)
 from palaestra.settings import RunOptions
 
 
@@ -79,7 +83,10 @@ def test_tensorboard_files_are_read_by_tensorboard(tmp_path):
     writer.write_stats("B", {"Policy/Entropy": StatsSummary(0.5, 0.0, 1, 0.5)}, 20)
     writer.close()
     series = scalars(str(tmp_path / "B"))
-    assert series == {"Policy/Entropy": [(10, pytest.approx(0.7)), (20, pytest.approx(0.5))]}
+    assert series["Policy/Entropy"] == [(10, pytest.approx(0.7)), (20, pytest.approx(0.5))]
+    # a diverged loss is a curve TensorBoard shows as NaN, not one that silently vanishes
+    (step, value), = series["Losses/Nan"]
+    assert step == 10 and math.isnan(value)
 
 
 def test_stats_writer_plugin_through_entry_point(tmp_path):
@@ -116,3 +123,96 @@ def test_stats_writer_plugin_through_entry_point(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     rows = (tmp_path / "results" / "csv" / "stats.csv").read_text().splitlines()
     assert any(",Environment/Cumulative Reward," in row for row in rows), rows
+
+
+def test_non_finite_rewards_show_plainly_on_the_console(recwarn):
+    lines = []
+    writer = ConsoleWriter(lines.append)
+    writer.on_start("B", max_steps=1000, initial_step=0)
+    for values in ([1.0, float("inf")], [float("nan"), 2.0], [-math.inf, -math.inf]):
+        writer.write_stats("B", {"Environment/Cumulative Reward": StatsSummary.of(values)}, 10)
+    assert "Mean Reward: inf. Std of Reward: nan." in lines[0]
+    assert "Mean Reward: nan. Std of Reward: nan." in lines[1]
+    assert "Mean Reward: -inf." in lines[2]
+    # NumPy's "invalid value" RuntimeWarning is not printed at every summary
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert format_number(1e300) == "1.000e+300" and format_number(-2.5) == "-2.500"
+
+
+class Failing(StatsWriter):
+    """A writer whose `method` raises `error`; counts every call it gets."""
+
+    def __init__(self, method, error):
+        self.method, self.error = method, error
+        self.calls = []
+
+    def _maybe_fail(self, name):
+        self.calls.append(name)
+        if name == self.method:
+            raise self.error
+
+    def on_start(self, category, max_steps, initial_step):
+        self._maybe_fail("on_start")
+
+    def write_stats(self, category, values, step):
+        self._maybe_fail("write_stats")
+
+    def close(self):
+        self._maybe_fail("close")
+
+
+@pytest.mark.parametrize("method", ["on_start", "write_stats", "close"])
+@pytest.mark.parametrize("error", [RuntimeError("disk on fire"), SystemExit(4)],
+                         ids=["RuntimeError", "SystemExit"])
+def test_a_failing_writer_is_reported_once_and_switched_off(caplog, method, error):
+    caplog.set_level(logging.WARNING, logger="palaestra")
+    bad, good = Failing(method, error), Collect()
+    writers = guard_writers([bad, good], source="stats writer plugin 'bad' from bad-dist")
+    reporter = StatsReporter("B", writers)
+    for w in writers:
+        w.on_start("B", 100, 0)
+    for step in (10, 20, 30):
+        reporter.add_stat("x", 1.0)
+        reporter.write_stats(step)
+    for w in writers:
+        w.close()
+    assert [step for _, _, step in good.calls] == [10, 20, 30]  # the others go on
+    assert bad.calls.count(method) == 1  # not called again once failed
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "Failing (stats writer plugin 'bad' from bad-dist)" in warnings[0]
+    assert f"failed in {method}" in warnings[0]
+    assert ("disk on fire" if isinstance(error, RuntimeError) else "sys.exit(4)") in warnings[0]
+    if method != "close":  # a failed writer still gets to release its files
+        assert bad.calls[-1] == "close"
+
+
+def test_ctrl_c_inside_a_writer_is_not_swallowed():
+    writer = GuardedWriter(Failing("write_stats", KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        writer.write_stats("B", {}, 1)
+
+
+def test_guard_writers_does_not_wrap_twice():
+    once = guard_writers([Collect()])
+    assert guard_writers(once)[0] is once[0]
+
+
+def test_make_stats_writers_leaves_out_broken_factories(caplog):
+    caplog.set_level(logging.WARNING, logger="palaestra")
+    good = Collect()
+
+    def boom(options):
+        raise ValueError("no such dashboard")
+
+    factories = [StatsWriterFactory("raises", "dist-a", boom),
+                 StatsWriterFactory("none", "dist-b", lambda options: None),
+                 StatsWriterFactory("junk", "dist-c", lambda options: [42, good]),
+                 StatsWriterFactory("exits", "dist-d", lambda options: sys.exit(2))]
+    writers = make_stats_writers(RunOptions(), factories)
+    assert [w.writer for w in writers] == [good]
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "stats writer plugin 'raises' from dist-a" in text and "no such dashboard" in text
+    assert "stats writer plugin 'none' from dist-b: its factory returned None" in text
+    assert "Skipping 42 from stats writer plugin 'junk' from dist-c" in text
+    assert "stats writer plugin 'exits' from dist-d" in text and "sys.exit(2)" in text

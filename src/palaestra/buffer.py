@@ -8,10 +8,12 @@ index permutation, never an element-by-element shuffle (the cost ML-Agents pays 
 from __future__ import annotations
 
 import enum
-import os
+import zipfile
 from typing import Dict, Hashable, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
+
+from palaestra.atomic import atomic_write
 
 
 class BufferKey(str, enum.Enum):
@@ -172,6 +174,10 @@ class AgentBuffer(_Columns):
 
     clear = reset
 
+    def save(self, path: str) -> None:
+        """Write the rows to `path` (.npz) atomically (`load_columns` reads them back)."""
+        save_columns(self, path)
+
     # -- batching ----------------------------------------------------------------------------
     def take(self, indices: np.ndarray) -> "AgentBuffer":
         """A new buffer with the rows at `indices` (a copy)."""
@@ -265,23 +271,12 @@ class ReplayBuffer(_Columns):
     def save(self, path: str) -> None:
         """Write the valid rows to `path` (.npz) atomically: a kill mid-write leaves the
         previous file as it was."""
-        arrays = {_encode_key(key): self[key] for key in self._data}
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        save_columns(self, path)
 
     def load(self, path: str) -> None:
-        """Replace the contents with the rows saved at `path` (the newest `capacity` of them)."""
-        loaded = AgentBuffer()
-        with np.load(path, allow_pickle=False) as data:
-            for name in data.files:
-                loaded[_decode_key(name)] = data[name]
+        """Replace the contents with the rows saved at `path` (the newest `capacity` of them).
+        A damaged file raises ValueError naming it and leaves the buffer as it was."""
+        loaded = load_columns(path)
         self._data = {}
         self.reset()
         self.append_buffer(loaded)
@@ -302,6 +297,28 @@ class ReplayBuffer(_Columns):
     clear = reset
 
 
+def save_columns(columns: _Columns, path: str) -> None:
+    """The valid rows of a buffer as an .npz file, written to a temporary name, flushed to
+    disk and moved into place (a checkpoint refers to it by name, so it must be complete)."""
+    arrays = {_encode_key(key): columns[key] for key in columns.keys()}  # type: ignore[index]
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def load_columns(path: str) -> AgentBuffer:
+    """A buffer saved by `save_columns`. Anything else (a damaged or tampered file, columns of
+    unequal length, unknown field names) raises ValueError naming the file and the fault."""
+    loaded = AgentBuffer()
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("not an .npz archive")
+            for name in data.files:
+                loaded[_decode_key(name)] = data[name]
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ValueError(f"buffer file {path} cannot be read: {exc}") from None
+    return loaded
+
+
 def _encode_key(key: Hashable) -> str:
     """A buffer key as a file-safe string (and back, `_decode_key`)."""
     if isinstance(key, BufferKey):
@@ -313,8 +330,10 @@ def _encode_key(key: Hashable) -> str:
 
 def _decode_key(name: str) -> Hashable:
     parts = name.split("|", 2)
-    if parts[0] == "key":
+    if parts[0] == "key" and len(parts) == 2:
         return BufferKey(parts[1])
-    if parts[0] == "obs":
+    if parts[0] == "obs" and len(parts) == 3:
         return (ObservationKeyPrefix(parts[1]), int(parts[2]))
-    return (RewardSignalKeyPrefix(parts[1]), parts[2])
+    if parts[0] == "signal" and len(parts) == 3:
+        return (RewardSignalKeyPrefix(parts[1]), parts[2])
+    raise ValueError(f"unknown field {name!r}")

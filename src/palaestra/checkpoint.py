@@ -1,43 +1,43 @@
-"""Checkpoints: atomic torch saves, rotation, and ``run_logs/training_status.json``.
+"""Checkpoints: atomic saves, rotation, fallback on damage, and ``run_logs/training_status.json``.
 
-Every file is written to a temporary name in the same folder and moved into place with
-`os.replace`, so a kill during a save leaves the previous `checkpoint.pt` intact. Loading uses
-``weights_only=True``: a checkpoint holds only state dicts, numbers and strings.
+One save is one unit: the trainer's buffer (if any) goes to ``buffer-<step>.npz`` first, then the
+step checkpoint ``<behavior>-<step>.pt`` and ``checkpoint.pt``, which name that buffer file, then
+the status file; only then are older files rotated away. Every file is written through
+`palaestra.atomic`, so a kill at any moment leaves a complete older unit. Loading uses
+``weights_only=True``: a checkpoint holds only state dicts, tensors, numbers and strings.
+
+Nothing read back from disk decides what gets deleted: rotation lists the behavior's folder for
+the names palaestra gives its own files, and never follows a path stored in a state file.
 """
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import re
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from palaestra.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from palaestra.exception import CheckpointError
 
+logger = logging.getLogger("palaestra")
+
 LATEST = "checkpoint.pt"
+_BUFFER = re.compile(r"^buffer-(\d+)\.npz$")
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # killed or failed mid-write: the previous file stays as it was
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_bytes(_serialise(obj), path)
 
 
-def atomic_write_text(text: str, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+def _serialise(obj: Any) -> bytes:
+    data = io.BytesIO()
+    torch.save(obj, data)
+    return data.getvalue()
 
 
 def file_stem(behavior_name: str) -> str:
@@ -53,12 +53,32 @@ def state_of(modules: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def load_checkpoint(path: str) -> Dict[str, Any]:
+    """The payload of a checkpoint file, or a CheckpointError that says what is wrong with it
+    (and never suggests loading it unsafely)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it is not a file "
+                              "palaestra wrote, or the disk lost it")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged archives
+        text = str(exc)
+        found = re.search(r"unsupported GLOBAL (\S+)", text)
+        if found:
+            raise CheckpointError(
+                f"checkpoint {path} holds a Python object ({found.group(1)}) besides tensors, "
+                "numbers and strings, which palaestra never writes; it is not loaded, because "
+                "unpickling it could run code") from None
+        reason = "its data cannot be unpickled" if "Weights only" in text else \
+            (text.strip().split(". ")[0] if text.strip() else type(exc).__name__)
+        raise CheckpointError(f"checkpoint {path} cannot be read: it is damaged or not a "
+                              f"palaestra checkpoint ({reason})") from None
+    if not (isinstance(saved, dict) and isinstance(saved.get("modules"), dict)
+            and isinstance(saved.get("step"), int) and saved["step"] >= 0):
+        raise CheckpointError(f"checkpoint {path} is not a palaestra checkpoint (it needs "
+                              "'modules' and a whole 'step' >= 0)")
+    return saved
 
 
 def restore_modules(modules: Mapping[str, Any], saved: Mapping[str, Any], path: str,
@@ -72,14 +92,16 @@ def restore_modules(modules: Mapping[str, Any], saved: Mapping[str, Any], path: 
                                   "was it written by a different trainer type?")
         try:
             module.load_state_dict(saved[name])
-        except (RuntimeError, ValueError, KeyError) as exc:
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise CheckpointError(f"checkpoint {path}: '{name}' does not fit this network "
-                                  f"(changed network_settings?): {exc}") from exc
+                                  f"(changed network_settings?): {first}") from None
 
 
 class CheckpointManager:
-    """Step checkpoints ``<behavior>-<step>.pt`` (keeping the newest `keep`) and the latest
-    ``checkpoint.pt`` of one behavior, plus its entry in training_status.json."""
+    """Step checkpoints ``<behavior>-<step>.pt`` (keeping the newest `keep`), the latest
+    ``checkpoint.pt`` and its buffer file of one behavior, plus its entry in
+    training_status.json."""
 
     def __init__(self, behavior_dir: str, behavior_name: str, keep: int,
                  status_path: Optional[str] = None) -> None:
@@ -87,45 +109,135 @@ class CheckpointManager:
         self.name = behavior_name
         self.keep = keep
         self.status_path = status_path
+        self._step_file = re.compile(rf"^{re.escape(file_stem(behavior_name))}-(\d+)\.pt$")
         os.makedirs(behavior_dir, exist_ok=True)
-        self.checkpoints: List[Dict[str, Any]] = self._read_status().get("checkpoints", [])
+        # A kill during a save leaves its temporary file: the save is redone, the file is junk.
+        removed = remove_stale_temp_files(behavior_dir)
+        if status_path is not None:
+            removed += remove_stale_temp_files(os.path.dirname(status_path))
+        if removed:
+            logger.info("%s: removed %d unfinished file(s) of an interrupted save", self.name,
+                        removed)
 
     @property
     def latest_path(self) -> str:
         return os.path.join(self.dir, LATEST)
 
+    # -- files on disk -----------------------------------------------------------------------
+    def step_checkpoints(self) -> List[Tuple[int, str]]:
+        """(step, path) of this behavior's step checkpoints on disk, oldest first."""
+        found = []
+        for name in os.listdir(self.dir):
+            match = self._step_file.match(name)
+            path = os.path.join(self.dir, name)
+            if match and os.path.isfile(path) and not os.path.islink(path):
+                found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def has_checkpoint(self) -> bool:
+        return os.path.isfile(self.latest_path) or bool(self.step_checkpoints())
+
+    def buffer_path(self, name: str) -> str:
+        """The buffer file a checkpoint names, only if the name is one palaestra gives."""
+        if not isinstance(name, str) or not _BUFFER.match(name):
+            raise CheckpointError(f"a checkpoint in {self.dir} names the buffer file {name!r}, "
+                                  "which is not a name palaestra writes")
+        return os.path.join(self.dir, name)
+
+    # -- saving ------------------------------------------------------------------------------
     def save(self, modules: Mapping[str, Any], step: int, extra: Mapping[str, Any],
-             reward: Optional[float] = None) -> str:
-        payload = {"modules": state_of(modules), "step": int(step), **extra}
-        path = os.path.join(self.dir, f"{file_stem(self.name)}-{step}.pt")
-        atomic_torch_save(payload, path)
-        atomic_torch_save(payload, self.latest_path)
-        self.checkpoints = [c for c in self.checkpoints if c["steps"] != step]
-        self.checkpoints.append({"steps": int(step), "file_path": path, "reward": reward,
-                                 "creation_time": time.time()})
-        while len(self.checkpoints) > self.keep:
-            old = self.checkpoints.pop(0)
-            if os.path.exists(old["file_path"]):
-                os.remove(old["file_path"])
-        self._write_status()
+             reward: Optional[float] = None, buffer: Any = None, latest_only: bool = False
+             ) -> str:
+        """Save one unit; `buffer` (anything with `save(path)` and rows) goes in
+        ``buffer-<step>.npz``. `latest_only` writes only checkpoint.pt (the run's first
+        checkpoint, which is not a step checkpoint users keep)."""
+        payload: Dict[str, Any] = {"modules": state_of(modules), "step": int(step), **extra}
+        if buffer is not None and len(buffer):
+            name = f"buffer-{int(step)}.npz"
+            buffer.save(os.path.join(self.dir, name))
+            payload["buffer_file"] = name
+        data = _serialise(payload)
+        path = self.latest_path
+        if not latest_only:
+            path = os.path.join(self.dir, f"{file_stem(self.name)}-{step}.pt")
+            atomic_write_bytes(data, path)
+        atomic_write_bytes(data, self.latest_path)
+        if not latest_only:
+            self._write_status(step, path, reward)
+        self._rotate(payload.get("buffer_file"))
         return path
 
+    def _rotate(self, buffer_in_use: Optional[str]) -> None:
+        for _, path in self.step_checkpoints()[:-self.keep]:
+            os.remove(path)
+        for name in os.listdir(self.dir):
+            if _BUFFER.match(name) and name != buffer_in_use:
+                os.remove(os.path.join(self.dir, name))
+
+    # -- loading -----------------------------------------------------------------------------
+    def load_latest(self) -> Tuple[str, Dict[str, Any]]:
+        """The newest readable checkpoint: checkpoint.pt, or a newer step checkpoint (a kill
+        between the two files of a save), or, if checkpoint.pt is damaged, the newest step
+        checkpoint that reads, with a warning naming what was skipped."""
+        errors: List[str] = []
+        best: Optional[Tuple[str, Dict[str, Any]]] = None
+        try:
+            best = (self.latest_path, load_checkpoint(self.latest_path))
+        except CheckpointError as exc:
+            errors.append(str(exc))
+        for step, path in reversed(self.step_checkpoints()):
+            if best is not None and step <= best[1]["step"]:
+                break
+            try:
+                best = (path, load_checkpoint(path))
+                break
+            except CheckpointError as exc:
+                errors.append(str(exc))
+        if best is None:
+            raise CheckpointError(f"no readable checkpoint of {self.name} in {self.dir}: "
+                                  + "; ".join(errors))
+        if errors:
+            logger.warning("%s: %s; resuming from %s (step %d) instead", self.name,
+                           "; ".join(errors), best[0], best[1]["step"])
+        return best
+
+    # -- training_status.json ----------------------------------------------------------------
     def _read_status(self) -> Dict[str, Any]:
+        """The status file's content, or {} (with a warning) if it is missing or damaged: it
+        is bookkeeping for people and tools, rebuilt from the files on disk."""
         if self.status_path is None or not os.path.isfile(self.status_path):
             return {}
-        with open(self.status_path, encoding="utf-8") as fh:
-            return json.load(fh).get(self.name, {})
-
-    def _write_status(self) -> None:
-        if self.status_path is None:
-            return
-        data: Dict[str, Any] = {}
-        if os.path.isfile(self.status_path):
+        try:
             with open(self.status_path, encoding="utf-8") as fh:
                 data = json.load(fh)
-        data.setdefault("metadata", {}).update(
-            {"stats_format_version": "0.3.0", "torch_version": torch.__version__})
-        data[self.name] = {"checkpoints": self.checkpoints,
-                           "final_checkpoint": self.checkpoints[-1] if self.checkpoints else None}
+            if not isinstance(data, dict):
+                raise ValueError("the top level is not a mapping")
+            return data
+        except (OSError, ValueError) as exc:
+            logger.warning("%s cannot be read (%s): writing it anew", self.status_path, exc)
+            return {}
+
+    def _write_status(self, step: int, path: str, reward: Optional[float]) -> None:
+        if self.status_path is None:
+            return
+        data = self._read_status()
+        on_disk = {s for s, _ in self.step_checkpoints()}
+        entry = data.get(self.name)
+        old = entry.get("checkpoints", []) if isinstance(entry, dict) else []
+        kept: List[Dict[str, Any]] = [
+            {"steps": c["steps"], "file_path": os.path.join(
+                self.dir, f"{file_stem(self.name)}-{c['steps']}.pt"),
+             "reward": c.get("reward") if isinstance(c.get("reward"), (int, float)) else None,
+             "creation_time": c.get("creation_time")
+             if isinstance(c.get("creation_time"), (int, float)) else None}
+            for c in old if isinstance(c, dict) and isinstance(c.get("steps"), int)
+            and c["steps"] in on_disk and c["steps"] != step]
+        kept.append({"steps": int(step), "file_path": path, "reward": reward,
+                     "creation_time": time.time()})
+        kept = sorted(kept, key=lambda c: c["steps"])[-self.keep:]
+        meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+        meta.update({"stats_format_version": "0.3.0", "torch_version": torch.__version__})
+        data["metadata"] = meta
+        data[self.name] = {"checkpoints": kept, "final_checkpoint": kept[-1]}
         os.makedirs(os.path.dirname(self.status_path), exist_ok=True)
         atomic_write_text(json.dumps(data, indent=2), self.status_path)

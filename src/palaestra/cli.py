@@ -12,18 +12,25 @@ import shutil
 import sys
 from typing import Any, Dict, List, Optional
 
+from palaestra.atomic import remove_stale_temp_files
 from palaestra.exception import PalaestraError, TrainerConfigError
+from palaestra.paths import behavior_parts, check_inside, safe_component
 
 
 def _learn_parser(sub: Any) -> None:
+    # allow_abbrev off: `--num-env 2` must not silently mean --num-envs
     p = sub.add_parser("learn", help="Train the behaviors of an environment from a YAML config.",
-                       description="Train from an ML-Agents style YAML config.")
+                       description="Train from an ML-Agents style YAML config.",
+                       allow_abbrev=False)
     p.add_argument("trainer_config_path", nargs="?", default=None, help="YAML config file.")
     p.add_argument("--run-id", help="Name of the run (results/<run-id>/). Default: ppo.")
     p.add_argument("--env", dest="env_path",
                    help="Gymnasium id (CartPole-v1) or module.path:factory.")
     p.add_argument("--num-envs", type=int, help="Environment copies stepped together.")
     p.add_argument("--seed", type=int, help="Random seed (-1 picks one).")
+    p.add_argument("--timeout-step", type=float, metavar="SECONDS",
+                   help="Stop the run if one environment reset or step takes longer "
+                        "(default 600; 0 waits forever).")
     p.add_argument("--resume", action="store_true", default=None,
                    help="Continue the run from its latest checkpoint.")
     p.add_argument("--force", action="store_true", default=None,
@@ -40,7 +47,7 @@ def _learn_parser(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="palaestra",
+    parser = argparse.ArgumentParser(prog="palaestra", allow_abbrev=False,
                                      description="Reinforcement learning with trainer plugins.")
     sub = parser.add_subparsers(dest="command", required=True)
     _learn_parser(sub)
@@ -51,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _overrides(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
     sections = {"checkpoint_settings": ("run_id", "resume", "force", "initialize_from",
                                         "results_dir"),
-                "env_settings": ("env_path", "num_envs", "seed", "env_args"),
+                "env_settings": ("env_path", "num_envs", "seed", "env_args", "timeout_step"),
                 "torch_settings": ("device",)}
     out: Dict[str, Dict[str, Any]] = {}
     for section, keys in sections.items():
@@ -70,9 +77,33 @@ def _overrides(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def _prepare_run_dir(options: Any) -> None:
+def _check_names(options: Any) -> None:
+    """Run ids become folder names: checked before anything else happens."""
     ckpt = options.checkpoint_settings
+    safe_component(ckpt.run_id, "checkpoint_settings.run_id (--run-id)")
+    if ckpt.initialize_from is not None:
+        safe_component(ckpt.initialize_from, "checkpoint_settings.initialize_from "
+                                             "(--initialize-from)")
+
+
+def _is_run_folder(path: str) -> bool:
+    """Whether `path` is a folder palaestra made: every run has its run_logs/ from the start."""
+    return os.path.isdir(os.path.join(path, "run_logs")) and not os.path.islink(path)
+
+
+def _prepare_run_dir(options: Any) -> List[str]:
+    """Check the run's folder against --resume/--force and create it. Returns the folders it
+    created, innermost first (a new run that fails before its first step removes them)."""
+    _check_names(options)
+    ckpt = options.checkpoint_settings
+    results = ckpt.results_dir
+    if os.path.exists(results) and not os.path.isdir(results):
+        raise PalaestraError(f"results_dir {results} (--results-dir) is a file, not a folder.")
     path = ckpt.write_path
+    if os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path)):
+        raise PalaestraError(f"The run folder {path} is a link or a file, not a folder made by "
+                             "palaestra; choose another run id.")
+    check_inside(results, path, "use the run folder")
     exists = os.path.isdir(path) and bool(os.listdir(path))
     if ckpt.resume and ckpt.force:
         raise PalaestraError("--resume and --force contradict each other; give one.")
@@ -84,12 +115,24 @@ def _prepare_run_dir(options: Any) -> None:
             f"Previous data from run ID '{ckpt.run_id}' was found in {path}. Either specify a "
             "new run ID, use --resume to resume this run, or use --force to overwrite it.")
     if exists and ckpt.force:
+        if not _is_run_folder(path):
+            raise PalaestraError(f"--force: {path} is not a palaestra run (it has no run_logs/ "
+                                 "folder), so it is not deleted; choose another run id.")
         shutil.rmtree(path)
     if ckpt.initialize_from:
-        source = os.path.join(ckpt.results_dir, ckpt.initialize_from)
+        source = os.path.join(results, ckpt.initialize_from)
         if not os.path.isdir(source):
             raise PalaestraError(f"--initialize-from {ckpt.initialize_from}: no run at {source}.")
-    os.makedirs(os.path.join(path, "run_logs"), exist_ok=True)
+    created = [p for p in (path, results) if not os.path.isdir(p)]
+    try:
+        os.makedirs(os.path.join(path, "run_logs"), exist_ok=True)
+    except OSError as exc:
+        raise PalaestraError(f"Cannot create the run folder {path} in results_dir {results}: "
+                             f"{exc.strerror or exc}.") from None
+    if not os.access(path, os.W_OK):
+        raise PalaestraError(f"The run folder {path} is not writable.")
+    remove_stale_temp_files(path)  # configuration.yaml's, if a kill interrupted its writing
+    return created
 
 
 def run_learn(args: argparse.Namespace) -> int:
@@ -97,23 +140,23 @@ def run_learn(args: argparse.Namespace) -> int:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from palaestra.config import check_supported, dump_run_options, load_run_options
+    from palaestra.config import (check_supported, dump_run_options, load_run_options,
+                                  max_steps_from_flag)
     from palaestra.controller import TrainerController
     from palaestra.envs import make_environment
     from palaestra.heap import keep_freed_memory
-    from palaestra.registry import TrainerRegistry, load_stats_writer_factories
+    from palaestra.registry import TrainerRegistry
+    from palaestra.stats import make_stats_writers
 
     registry = TrainerRegistry.from_entry_points()
     options = load_run_options(args.trainer_config_path, registry, _overrides(args))
     check_supported(options, args.trainer_config_path)
     logging.getLogger("palaestra").setLevel(logging.DEBUG if options.debug else logging.INFO)
     if args.max_steps is not None:
-        if not (args.max_steps >= 0 and float(args.max_steps).is_integer()):
-            raise TrainerConfigError(f"--max-steps: expected a whole number of steps >= 0, got "
-                                     f"{args.max_steps:g}.")
+        max_steps = max_steps_from_flag(args.max_steps)
         for settings in [*options.behaviors.values(), options.default_settings]:
             if settings is not None:
-                settings.max_steps = int(args.max_steps)
+                settings.max_steps = max_steps
     env_settings = options.env_settings
     seed = env_settings.seed
     if seed < 0:
@@ -132,15 +175,17 @@ def run_learn(args: argparse.Namespace) -> int:
     torch.set_flush_denormal(True)
     keep_freed_memory()  # no page faults for every update's activations (palaestra.heap)
     torch.manual_seed(seed)
+    _check_names(options)
     env = make_environment(env_settings.env_path, env_settings.env_args, env_settings.num_envs,
                            seed)
-    for name in env.behavior_specs:  # fail on a missing behavior before touching disk
-        options.behavior_settings(name)
-    _prepare_run_dir(options)
-    writers: List[Any] = []
-    for _, factory in load_stats_writer_factories():
-        writers += factory(options)
-    controller = TrainerController(options, registry, env, writers, seed)
+    try:
+        for name in env.behavior_specs:  # fail on a bad or missing behavior before touching disk
+            behavior_parts(name)
+            options.behavior_settings(name)
+        created = _prepare_run_dir(options)
+    except BaseException:
+        env.close()
+        raise
     write_path = options.checkpoint_settings.write_path
     started: List[bool] = []
 
@@ -152,13 +197,23 @@ def run_learn(args: argparse.Namespace) -> int:
         dump_run_options(options, os.path.join(write_path, "configuration.yaml"))
 
     try:
+        # Each plugin's writers, guarded: a broken one is reported and left out or switched
+        # off, and training goes on without it.
+        writers = make_stats_writers(options)
+        controller = TrainerController(options, registry, env, writers, seed)
         controller.start_learning(on_ready=ready)
-    except PalaestraError as exc:
-        if not started and not options.checkpoint_settings.resume:
+    except BaseException as exc:
+        if not started and created:
             # A new run that failed before its first step (a trainer refusing the environment,
-            # an environment failing its reset) leaves no folder behind: rerunning the same
-            # --run-id must not need --force.
-            shutil.rmtree(write_path, ignore_errors=True)
+            # an environment failing its reset, Ctrl-C during start-up) leaves no folder
+            # behind: rerunning the same --run-id must not need --force.
+            results = options.checkpoint_settings.results_dir
+            shutil.rmtree(check_inside(results, write_path, "delete"), ignore_errors=True)
+            if results in created:
+                try:
+                    os.rmdir(results)  # only if empty
+                except OSError:
+                    pass
         if isinstance(exc, TrainerConfigError) and not started:
             raise TrainerConfigError(f"{args.trainer_config_path or '<command line>'}: {exc}") \
                 from None
@@ -194,4 +249,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_trainers()
     except PalaestraError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted: stopped without saving (a new run's folder is removed; a resumed "
+              "run keeps its last checkpoint).", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        # A full disk, a folder that became read-only: the last complete checkpoint is intact
+        # (every file is written to a temporary name and moved into place).
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{type(exc).__name__}: {exc.strerror or exc}{where}. Files written before are "
+              "intact; the run resumes from its last checkpoint with --resume.", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ registered, which is why this module joins `settings` and `registry`.
 """
 from __future__ import annotations
 
+import codecs
 import copy
 import dataclasses
 import difflib
@@ -15,11 +16,14 @@ import logging
 import math
 import operator
 import os
+import reprlib
 import types
 import typing
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
+
+from palaestra.atomic import atomic_write_text
 
 from palaestra.exception import TrainerConfigError
 from palaestra.registry import TrainerRegistry
@@ -48,6 +52,9 @@ class _Structurer:
             return value
         if origin in (typing.Union, types.UnionType):
             return self._union(value, typing.get_args(tp), path)
+        if value is None:
+            raise self.error(path, f"a value is required here (got null): expected "
+                                   f"{_describe(tp)}.")
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
             return self._enum(value, tp, path)
         if dataclasses.is_dataclass(tp):
@@ -55,14 +62,14 @@ class _Structurer:
         if origin in (dict, Dict, Mapping):
             key_tp, val_tp = typing.get_args(tp) or (Any, Any)
             if not isinstance(value, Mapping):
-                raise self.error(path, f"expected a mapping, got {value!r}")
+                raise self.error(path, f"expected a mapping, got {_show(value)}")
             return {self.structure(k, key_tp, _join(path, k)): self.structure(v, val_tp,
                                                                               _join(path, k))
                     for k, v in value.items()}
         if origin in (list, List):
             (item_tp,) = typing.get_args(tp) or (Any,)
             if not isinstance(value, list):
-                raise self.error(path, f"expected a list, got {value!r}")
+                raise self.error(path, f"expected a list, got {_show(value)}")
             return [self.structure(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
         if tp in (int, float, bool, str):
             return self._scalar(value, tp, path)
@@ -76,13 +83,14 @@ class _Structurer:
         options = [a for a in args if a is not type(None)]
         if len(options) == 1:
             return self.structure(value, options[0], path)
-        errors = []
         for option in options:
             try:
                 return self.structure(value, option, path)
-            except TrainerConfigError as exc:
-                errors.append(str(exc))
-        raise errors[0] if len(errors) == 1 else self.error(path, f"unsupported value {value!r}")
+            except TrainerConfigError:
+                pass
+        forms = " or ".join(_describe(o) for o in options)
+        raise self.error(path, f"expected {forms}{' or null' if type(None) in args else ''}, "
+                               f"got {_show(value)}")
 
     def _enum(self, value: Any, tp: type, path: str) -> Any:
         if isinstance(value, tp):
@@ -94,18 +102,18 @@ class _Structurer:
             raise self.error(path, f"{_NOT_YET[value]} ('{value}') is an ML-Agents feature "
                                    f"palaestra does not support yet. Allowed values: "
                                    f"{', '.join(map(str, allowed))}.")
-        raise self.error(path, f"invalid value {value!r}. Allowed values: "
+        raise self.error(path, f"invalid value {_show(value)}. Allowed values: "
                                f"{', '.join(map(str, allowed))}.")
 
     def _scalar(self, value: Any, tp: type, path: str) -> Any:
         if tp is bool:
             if isinstance(value, bool):
                 return value
-            raise self.error(path, f"expected true or false, got {value!r}")
+            raise self.error(path, f"expected true or false, got {_show(value)}")
         if tp is str:
             if isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 return str(value)
-            raise self.error(path, f"expected a string, got {value!r}")
+            raise self.error(path, f"expected a string, got {_show(value)}")
         # int / float: YAML 1.1 reads `3e-4` (no dot) as a string, so numeric strings count.
         number = value
         if isinstance(value, str):
@@ -114,20 +122,27 @@ class _Structurer:
             except ValueError:
                 pass
         if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise self.error(path, f"expected a number, got {value!r}")
-        if not math.isfinite(number):
-            raise self.error(path, f"expected a finite number, got {value!r}")
+            raise self.error(path, f"expected a number, got {_show(value)}")
+        # An int is exact at any size (its range is checked with the field's bounds); a float
+        # conversion of a huge one would raise OverflowError, so floats are looked at alone.
+        if isinstance(number, float) and not math.isfinite(number):
+            raise self.error(path, f"expected a finite number, got {_show(value)}")
         if tp is int:
-            if float(number) != int(number):
-                raise self.error(path, f"expected a whole number, got {value!r}")
+            if isinstance(number, float) and not number.is_integer():
+                raise self.error(path, f"expected a whole number, got {_show(value)}")
             return int(number)
-        return float(number)
+        try:
+            return float(number)
+        except OverflowError:
+            raise self.error(path, f"value {_show(value)} is out of range: too large for a "
+                                   f"number (at most about 1.8e308)") from None
 
     def dataclass(self, value: Any, cls: type, path: str) -> Any:
         if isinstance(value, cls):
             return value
         if not isinstance(value, Mapping):
-            raise self.error(path, f"expected a mapping of {cls.__name__} fields, got {value!r}")
+            raise self.error(path, f"expected a mapping of {cls.__name__} fields, got "
+                                   f"{_show(value)}")
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
         hints = typing.get_type_hints(cls)
         kwargs = {}
@@ -143,7 +158,8 @@ class _Structurer:
             return cls(**kwargs)
         except TrainerConfigError as exc:
             key = _join(path, exc.key) if exc.key else path
-            raise self.error(key, f"{exc.message} (got {exc.value!r})" if exc.key else str(exc))
+            raise self.error(key, f"{exc.message} (got {_show(exc.value)})" if exc.key
+                             else str(exc))
         except (TypeError, ValueError) as exc:
             raise self.error(path, str(exc))
 
@@ -165,7 +181,7 @@ def _unknown_key_message(key: str, value: Any, fields: Mapping[str, Any]) -> str
                 f"palaestra yet; remove it. Allowed keys: {', '.join(sorted(fields))}.")
     close = difflib.get_close_matches(str(key), list(fields), n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    return (f"unknown key '{key}' (value {value!r}).{hint} Allowed keys: "
+    return (f"unknown key '{key}' (value {_show(value)}).{hint} Allowed keys: "
             f"{', '.join(sorted(fields))}.")
 
 
@@ -173,13 +189,65 @@ _BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"), "le": (operator.
            "lt": (operator.lt, "<")}
 
 
+# Whole numbers end up in numpy and torch as 64-bit integers: a setting without a bound of its
+# own must still fit one (a 400-digit `base_port` would otherwise fail far from the config).
+_INT64 = (-2 ** 63, 2 ** 63 - 1)
+
+
 def _check_bounds(st: _Structurer, f: dataclasses.Field, value: Any, path: str) -> None:
+    """The field's `ge`/`gt`/`le`/`lt` metadata; the message lists every bound of the field,
+    so that a value refused by one side also shows the other."""
     if value is None or not isinstance(value, (int, float)) or isinstance(value, bool):
         return
-    for name, (holds, symbol) in _BOUNDS.items():
-        bound = f.metadata.get(name)
-        if bound is not None and not holds(value, bound):
-            raise st.error(path, f"value {value!r} is out of range: must be {symbol} {bound}")
+    bounds = {name: f.metadata[name] for name in _BOUNDS if f.metadata.get(name) is not None}
+    if not all(_BOUNDS[name][0](value, bound) for name, bound in bounds.items()):
+        rules = " and ".join(f"{_BOUNDS[name][1]} {bound}" for name, bound in
+                             sorted(bounds.items(), key=lambda item: item[0][0] != "g"))
+        raise st.error(path, f"value {_show(value)} is out of range: must be {rules}")
+    if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+        raise st.error(path, f"value {_show(value)} is out of range: must be >= {_INT64[0]} and "
+                             f"<= {_INT64[1]} (a 64-bit integer)")
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's shortening, and a digit count instead of the digits of a huge integer (whose
+    str() Python refuses beyond 4300 digits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 80
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 8
+        self.maxlevel = 3
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() <= 100:
+            return repr(x)
+        return f"{'-' if x < 0 else ''}<a {int(x.bit_length() * math.log10(2)) + 1}-digit number>"
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it, short enough for a one-line message."""
+    if isinstance(value, bool):
+        return repr(value)
+    if value is None:
+        return "null"
+    return _ShortRepr().repr(value)
+
+
+def _describe(tp: Any) -> str:
+    """What a value of type `tp` looks like in YAML, for messages."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin in (dict, Dict, Mapping) or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if origin in (list, List):
+        args = typing.get_args(tp)
+        return f"a list of {_describe(args[0])[2:]}s" if args and args[0] is not Any else "a list"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in tp)  # type: ignore[attr-defined]
+    return {int: "a whole number", float: "a number", bool: "true or false",
+            str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def deep_update(base: Dict[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:
@@ -192,20 +260,233 @@ def deep_update(base: Dict[str, Any], update: Mapping[str, Any]) -> Dict[str, An
     return base
 
 
+# What a config file may hold. A config is a few hundred values; these limits are far above any
+# real one (ML-Agents' configs with anchors included) and far below what would take the machine
+# down: a YAML alias "bomb" of a few hundred bytes expands to 10**9 values, deep nesting
+# exhausts Python's recursion, and a file of gigabytes is not a config.
+MAX_CONFIG_BYTES = 16 * 2 ** 20
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 64
+
+
+class _Refusal(yaml.MarkedYAMLError):
+    """A file that is YAML, but one palaestra will not read (duplicate key, alias explosion,
+    nesting): told apart from syntax errors so the message does not say "not valid YAML"."""
+
+
+class StrictYAMLLoader(yaml.SafeLoader):
+    """SafeLoader (no arbitrary Python objects) that also refuses what a plain safe_load
+    accepts silently or pays for with the machine:
+
+    - a key twice in one mapping (PyYAML keeps the last one: the first value, which the user may
+      be editing, is silently ignored); keys that a `<<` merge brings in may be overridden;
+    - more than MAX_YAML_VALUES values once every alias is expanded, counted while composing, so
+      a billion-laughs file is refused after a few thousand nodes, not after minutes of
+      expanding it; an alias to the value that contains it (an infinite value) likewise;
+    - nesting deeper than MAX_YAML_DEPTH (PyYAML's composer recurses: RecursionError);
+    - an integer of over 4000 digits (Python refuses to convert 4300: ValueError, not a YAML
+      error); any other value a constructor fails on (`2001-13-45`) is named with its line.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._values = 0
+        self._aliases = 0
+        self._depth = 0
+        self._sizes: Dict[int, int] = {}  # id(anchored node) -> values it expands to
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # an undefined alias is the composer's own error
+                if id(target) not in self._sizes:
+                    raise _Refusal(None, None, f"alias *{event.anchor} refers to a value that "
+                                   "contains the alias itself (a recursive alias): a config "
+                                   "cannot hold an infinite value", event.start_mark)
+                self._aliases += 1
+                self._count(self._sizes[id(target)], event.start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _Refusal(None, None, f"values nested more than {MAX_YAML_DEPTH} levels deep; "
+                           "a config needs a handful", event.start_mark)
+        before = self._values
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._count(1, event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            self._sizes[id(node)] = self._values - before
+        return node
+
+    def _count(self, values: int, mark: Any) -> None:
+        self._values += values
+        if self._values > MAX_YAML_VALUES:
+            if self._aliases:
+                problem = (f"aliases (*name) expand this file to more than {MAX_YAML_VALUES} "
+                           f"values ({self._aliases} aliases used so far), far more than any "
+                           "config holds: a YAML alias bomb? Write the repeated parts out, or "
+                           "use fewer aliases")
+            else:
+                problem = (f"the file holds more than {MAX_YAML_VALUES} values, far more than "
+                           "any config holds")
+            raise _Refusal(None, None, problem, mark)
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        node = super().compose_mapping_node(anchor)
+        seen: Dict[Tuple[str, str], Any] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise _Refusal(None, None, f"duplicate key '{key_node.value}' (first given on "
+                               f"line {seen[key].line + 1}); a key may appear once in a mapping "
+                               "(YAML would silently keep the last value)", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return node
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        digits = sum(c.isalnum() for c in str(node.value))
+        if digits > 4000:  # Python refuses to print (or read) integers of more than 4300 digits
+            raise _Refusal(None, None, f"an integer of {digits} digits is too long for any "
+                           "setting", node.start_mark)
+        return super().construct_yaml_int(node)
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        """PyYAML's constructors raise plain Python errors for a value that matches a type's
+        pattern but not its rules (`2001-13-45` is read as a date: month 13), or for an explicit
+        tag that does not fit (`!!float abc`): those become YAML errors with the line."""
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            value = node.value if isinstance(node, yaml.ScalarNode) else node.tag
+            tag = node.tag.rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {value!r} as !!{tag}: {exc}", node.start_mark) from None
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+StrictYAMLLoader.add_constructor("tag:yaml.org,2002:int", StrictYAMLLoader.construct_yaml_int)
+
+
+def _decode(path: str, data: bytes) -> str:
+    """The file's text; a binary file or one in another encoding than UTF-8 is named as such
+    (Python's UnicodeDecodeError names neither the file nor the fix)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and \
+            not data.startswith(codecs.BOM_UTF32_LE):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    head = data[:8192]
+    controls = sum(1 for b in head if b < 32 and b not in b"\t\n\r\f")
+    if b"\0" in data or controls > len(head) // 10:
+        raise TrainerConfigError(f"{path}: this is a binary file, not a YAML text file (it holds "
+                                 "NUL or control bytes). Give the path of a .yaml config.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TrainerConfigError(
+            f"{path}: line {line}: byte 0x{data[exc.start]:02x} is not valid UTF-8; a config "
+            "file must be UTF-8 text (this one looks like Latin-1 or another 8-bit encoding: "
+            "save it as UTF-8).") from None
+
+
+def _yaml_error(path: str, text: str, exc: yaml.YAMLError) -> TrainerConfigError:
+    """One line: the file, the line and column, and PyYAML's own words for the problem (its
+    str() spans several lines, with a snippet of the file)."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        what = f"unacceptable character #x{exc.character:04x}: {exc.reason}" \
+            if isinstance(exc.character, int) else str(exc.reason)
+        return TrainerConfigError(f"{path}: line {line}: not valid YAML: {what}.")
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = "; ".join(p for p in (exc.context, exc.problem) if p)
+        prefix = "" if isinstance(exc, _Refusal) else "not valid YAML: "
+        return TrainerConfigError(" ".join(f"{path}: {where}{prefix}{what}.".split()))
+    return TrainerConfigError(" ".join(f"{path}: not valid YAML: {exc}".split()))
+
+
 def read_yaml(path: str) -> Dict[str, Any]:
+    """The file's top-level mapping, read with `StrictYAMLLoader`. Every way a file can fail
+    (missing, a folder, unreadable, too large, binary, not UTF-8, not YAML, refused) becomes a
+    one-line TrainerConfigError naming the file and, where there is one, the line."""
+    if os.path.isdir(path):
+        raise TrainerConfigError(f"Config file {path} is a directory; give the path of a YAML "
+                                 "file.")
+    if os.path.exists(path) and not os.path.isfile(path):  # a device or a pipe: reading hangs
+        raise TrainerConfigError(f"Config file {path} is not a regular file; give the path of a "
+                                 "YAML file.")
     if not os.path.isfile(path):
         raise TrainerConfigError(f"Config file {path} was not found.")
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise TrainerConfigError(f"Config file {path} cannot be read: {exc.strerror}.") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise TrainerConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 2 ** 20} MiB, which "
+                                 "no config is; is this the right file?")
+    text = _decode(path, data)
+    try:
+        loaded = yaml.load(text, Loader=StrictYAMLLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise TrainerConfigError(f"{path}: not valid YAML: {exc}") from None
-    if data is None:
+        raise _yaml_error(path, text, exc) from None
+    if loaded is None:
         return {}
-    if not isinstance(data, dict):
+    if not isinstance(loaded, dict):
         raise TrainerConfigError(f"{path}: the top level must be a mapping of sections "
-                                 f"(behaviors:, env_settings:, ...), got {type(data).__name__}.")
-    return data
+                                 f"(behaviors:, env_settings:, ...), got "
+                                 f"{type(loaded).__name__}.")
+    return loaded
+
+
+_DEVICE_FORMS = "cpu, cuda, cuda:N (N < the number of CUDA devices), mps"
+
+
+def _check_device(st: _Structurer, device: Optional[str], path: str) -> None:
+    """Refuse at load time a device this machine cannot train on, naming what it has: torch
+    itself would fail only when the first network is built, with a traceback. torch is imported
+    only when a device is set (startup time)."""
+    if device is None:
+        return
+    import torch
+
+    def refuse(why: str) -> TrainerConfigError:
+        return st.error(path, f"{why} Allowed: {_DEVICE_FORMS}.")
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise refuse(f"{device!r} is not a torch device.") from None
+    if parsed.type == "cpu":
+        if parsed.index not in (None, 0):
+            raise refuse(f"{device!r}: the CPU has no numbered devices; use cpu.")
+    elif parsed.type == "cuda":
+        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+            raise refuse(f"{device!r}: this torch build ({torch.__version__}) has no CUDA "
+                         "support; install a CUDA build of torch, or train on cpu.")
+        if not torch.cuda.is_available():
+            raise refuse(f"{device!r}: no CUDA device is available here "
+                         "(torch.cuda.is_available() is false: no GPU, no driver, or "
+                         "CUDA_VISIBLE_DEVICES hides them).")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise refuse(f"{device!r}: this machine has {count} CUDA device(s), cuda:0 to "
+                         f"cuda:{count - 1}.")
+    elif parsed.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise refuse(f"{device!r}: MPS (Apple silicon GPUs) is not available here.")
+        if parsed.index not in (None, 0):
+            raise refuse(f"{device!r}: there is one MPS device, mps.")
+    else:
+        raise refuse(f"{device!r}: palaestra trains on cpu, cuda or mps devices, not "
+                     f"{parsed.type}.")
 
 
 class ConfigLoader:
@@ -223,7 +504,7 @@ class ConfigLoader:
                 if raw.get(section) is None:
                     raw[section] = {}
                 if not isinstance(raw[section], Mapping):
-                    raise self.st.error(section, f"expected a mapping, got {raw[section]!r}")
+                    raise self.st.error(section, f"expected a mapping, got {_show(raw[section])}")
                 raw[section] = {**raw[section], **values}
             else:
                 raw[section] = values
@@ -238,20 +519,24 @@ class ConfigLoader:
         behaviors_raw = raw.pop("behaviors", None) or {}
         if not isinstance(behaviors_raw, Mapping):
             raise self.st.error("behaviors", f"expected a mapping of behavior names, got "
-                                             f"{behaviors_raw!r}")
+                                             f"{_show(behaviors_raw)}")
         options: RunOptions = self.st.dataclass(raw, RunOptions, "")
         if default_raw is not None:
             options.default_settings = self.trainer_settings(default_raw, {}, "default_settings")
         for name, value in behaviors_raw.items():
             options.behaviors[str(name)] = self.trainer_settings(
-                value or {}, default_raw or {}, f"behaviors.{name}")
+                {} if value is None else value, default_raw or {}, f"behaviors.{name}")
+        device_from_flag = "device" in ((overrides or {}).get("torch_settings") or {})
+        _check_device(self.st, options.torch_settings.device,
+                      "torch_settings.device" + (" (--torch-device)" if device_from_flag else ""))
         self._warn_unity_only(options)
         return options
 
     def trainer_settings(self, value: Any, defaults: Mapping[str, Any], path: str
                          ) -> TrainerSettings:
         if not isinstance(value, Mapping):
-            raise self.st.error(path, f"expected a mapping of behavior settings, got {value!r}")
+            raise self.st.error(path, f"expected a mapping of behavior settings, got "
+                                      f"{_show(value)}")
         merged = deep_update(copy.deepcopy(dict(defaults)), value)
         if "framework" in merged:  # ML-Agents too warns and drops it (torch is the only one)
             logger.warning("%s: %s.framework: deprecated ML-Agents option, ignored (palaestra "
@@ -259,7 +544,8 @@ class ConfigLoader:
             merged.pop("framework")
         trainer_type = merged.get("trainer_type", "ppo")
         if not isinstance(trainer_type, str):
-            raise self.st.error(f"{path}.trainer_type", f"expected a string, got {trainer_type!r}")
+            raise self.st.error(f"{path}.trainer_type", f"expected the name of a trainer type "
+                                                        f"(a string), got {_show(trainer_type)}")
         try:
             info = self.registry.get(trainer_type)
         except TrainerConfigError as exc:  # the spec's sentence first, then where it was found
@@ -268,7 +554,8 @@ class ConfigLoader:
         default_type = defaults.get("trainer_type", TrainerSettings.trainer_type)
         if "hyperparameters" in value and default_type != trainer_type:
             merged["hyperparameters"] = copy.deepcopy(value["hyperparameters"])
-        hyper = self.st.dataclass(merged.pop("hyperparameters", None) or {}, info.settings_cls,
+        hyper_raw = merged.pop("hyperparameters", None)
+        hyper = self.st.dataclass({} if hyper_raw is None else hyper_raw, info.settings_cls,
                                   f"{path}.hyperparameters")
         if "max_steps" in merged:  # legacy configs give max_steps as a float (5.0e5)
             merged["max_steps"] = self.st.structure(merged["max_steps"], int, f"{path}.max_steps")
@@ -307,6 +594,17 @@ def load_run_options(path: Optional[str], registry: TrainerRegistry,
     return options
 
 
+def max_steps_from_flag(value: float) -> int:
+    """`--max-steps N` (read as a float, so that 5e5 works): a whole number within the bounds of
+    the `max_steps` setting it overrides, checked here because it bypasses the loader."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(TrainerSettings)}["max_steps"]
+    low, high = meta["ge"], meta["le"]
+    if not (math.isfinite(value) and float(value).is_integer() and low <= value <= high):
+        raise TrainerConfigError(f"--max-steps: expected a whole number of steps >= {low} and "
+                                 f"<= {high}, got {value:g}.")
+    return int(value)
+
+
 def check_supported(options: RunOptions, source: Optional[str]) -> None:
     """Reject settings that parse (they are valid ML-Agents) but that palaestra cannot run yet,
     before the run writes anything to disk."""
@@ -328,7 +626,4 @@ def dump_run_options(options: RunOptions, path: str) -> None:
     deletes the run nor needs the contrary flag to resume it."""
     data = options.as_dict()
     data["checkpoint_settings"].update(force=False, resume=False)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        yaml.safe_dump(data, fh, sort_keys=False)
-    os.replace(tmp, path)
+    atomic_write_text(yaml.safe_dump(data, sort_keys=False), path)

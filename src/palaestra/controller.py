@@ -3,27 +3,29 @@
 Per iteration: the env manager steps the environment (trajectories land in trainer queues),
 then each trainer advances (processes trajectories, updates when ready). Summaries and
 checkpoints are the trainers' own business, on their own step counts. Ctrl-C (or SIGTERM) ends
-the loop after the current step; every trainer then saves, so `--resume` continues from there.
+the loop after the current step; every trainer then saves, so `--resume` continues from there
+(palaestra.watchdog: the same for an environment that hangs).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import signal
 import time
 from typing import Callable, Dict, List, Optional
 
 from palaestra.agent_processor import AgentProcessor
-from palaestra.checkpoint import atomic_write_text
+from palaestra.atomic import atomic_write_text
 from palaestra.env_manager import EnvManager
 from palaestra.envs.base import BaseEnv, BehaviorSpec
-from palaestra.exception import TrainerConfigError
+from palaestra.exception import NonFiniteError, TrainerConfigError
 from palaestra.registry import TrainerRegistry
 from palaestra.settings import RunOptions
-from palaestra.stats import StatsReporter, StatsWriter
+from palaestra.stats import StatsReporter, StatsWriter, guard_writers
 from palaestra.timers import Timers
+from palaestra.paths import behavior_parts, join_inside
 from palaestra.trainer.rl_trainer import BehaviorIdentifiers, RLTrainer
+from palaestra.watchdog import EnvGuard, EnvironmentTimeout, StopRequested
 
 logger = logging.getLogger("palaestra")
 
@@ -33,7 +35,7 @@ class TrainerController:
                  writers: List[StatsWriter], seed: int) -> None:
         self.options = options
         self.registry = registry
-        self.writers = writers
+        self.writers = guard_writers(writers)  # a failing writer is reported and switched off
         self.seed = seed
         self.timers = Timers()
         self.env_manager = EnvManager(env, self.timers)
@@ -62,8 +64,11 @@ class TrainerController:
             settings.init_path = os.path.join(ckpt.results_dir, ckpt.initialize_from, name,
                                               "checkpoint.pt")
         info = self.registry.get(settings.trainer_type)
+        # Behavior names come from the environment: each part must be a plain folder name, and
+        # the folder must resolve inside the run's (behavior_parts, join_inside).
+        artifact_path = join_inside(self.write_path, behavior_parts(name))
         trainer: RLTrainer = info.trainer_cls(
-            name, 1, settings, True, ckpt.resume, self.seed, os.path.join(self.write_path, name))
+            name, 1, settings, True, ckpt.resume, self.seed, artifact_path)
         reporter = StatsReporter(name, self.writers)
         trainer.bind_run(reporter, device, self.status_path, self.timers)
         behavior_id = BehaviorIdentifiers.from_name_behavior_id(name)
@@ -76,52 +81,94 @@ class TrainerController:
         for writer in self.writers:
             writer.on_start(name, settings.max_steps, trainer.get_step)
 
-    def _request_stop(self, signum: int, frame: object) -> None:
+    def _request_stop(self) -> None:
+        if not self._stop_requested:
+            logger.info("Stop requested: finishing the current step, then saving checkpoints.")
         self._stop_requested = True
 
     def start_learning(self, on_ready: Optional[Callable[[], None]] = None) -> None:
         """Train until every trainer is done or a stop is asked for. `on_ready` runs once the
-        trainers exist and have restored any checkpoint, before the first step."""
+        trainers exist and have restored any checkpoint, before the first step.
+
+        Checkpoints are saved at the end, at a stop (Ctrl-C, SIGTERM) and when the
+        environment hangs or fails, since the trainers are then consistent; not after an
+        error inside a trainer (possibly half-way through an update) or non-finite weights:
+        then checkpoint.pt keeps the last complete, finite state."""
         self._create_trainers()
         for name, trainer in self.trainers.items():
             if trainer.get_step >= trainer.trainer_settings.max_steps:
                 logger.info("%s: step %d already reaches max_steps %d: nothing to train (raise "
                             "max_steps or --max-steps to continue).", name, trainer.get_step,
                             trainer.trainer_settings.max_steps)
-        self.env_manager.reset()  # an environment that fails here has trained nothing to save
-        if on_ready is not None:
-            on_ready()
-        previous = signal.signal(signal.SIGTERM, self._request_stop)
-        interrupted = False
+        timeout = self.options.env_settings.timeout_step or None
+        guard = EnvGuard(timeout, self._request_stop)
+        self.env_manager.guard = guard
+        save = False
         start = time.perf_counter()
-        try:
-            trainers = list(self.trainers.values())
-            while not self._stop_requested and any(t.should_still_train for t in trainers):
-                self.env_manager.advance()
-                for trainer in trainers:
-                    trainer.advance()
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            # The whole loop, so that the share of untimed work can be read off timers.json.
-            self.timers.add("training_loop", time.perf_counter() - start)
-            signal.signal(signal.SIGTERM, previous)
-            if interrupted or self._stop_requested:
-                logger.info("Training interrupted: saving checkpoints before exiting.")
-            self._finish()
+        with guard:
+            try:
+                self.env_manager.reset()  # an environment failing here has trained nothing
+                if on_ready is not None:
+                    on_ready()
+                for trainer in self.trainers.values():
+                    # The first checkpoint at once: a run killed before its first interval
+                    # resumes instead of being stuck with a folder and no checkpoint.
+                    if trainer.get_step == 0:
+                        trainer.save_model(0, latest_only=True)
+                save = True
+                self._loop()
+            except StopRequested:
+                pass  # Ctrl-C / SIGTERM broke into a hanging environment call
+            except EnvironmentTimeout:
+                raise  # the trainers are consistent: saved below
+            except KeyboardInterrupt:
+                save = False
+                logger.warning("Second interrupt: stopping without saving; the last checkpoint "
+                               "is kept.")
+                raise
+            except BaseException as exc:
+                save = False
+                self._report_unsaved(exc)
+                raise
+            finally:
+                # The whole loop, so that the share of untimed work can be read off timers.json.
+                self.timers.add("training_loop", time.perf_counter() - start)
+                if self._stop_requested:
+                    logger.info("Training interrupted: saving checkpoints before exiting.")
+                self._finish(save)
 
-    def _finish(self) -> None:
-        for trainer in self.trainers.values():
-            trainer.save_model()
-            if trainer.stats_reporter.get_pending("Environment/Cumulative Reward"):
-                trainer.stats_reporter.write_stats(trainer.get_step)
-        for writer in self.writers:
-            writer.close()
-        self.env_manager.close()
-        run_logs = os.path.join(self.write_path, "run_logs")
-        os.makedirs(run_logs, exist_ok=True)
-        atomic_write_text(json.dumps(self.timers.as_dict(), indent=2),
-                          os.path.join(run_logs, "timers.json"))
+    def _loop(self) -> None:
+        trainers = list(self.trainers.values())
+        while not self._stop_requested and any(t.should_still_train for t in trainers):
+            self.env_manager.advance()
+            for trainer in trainers:
+                trainer.advance()
+
+    def _report_unsaved(self, exc: BaseException) -> None:
+        if isinstance(exc, NonFiniteError):
+            return  # its own message says which checkpoint is kept
+        kept = ", ".join(f"{name} step {t._last_saved_step}" for name, t in self.trainers.items()
+                         if t._last_saved_step >= 0) or "none"
+        logger.error("Training stopped by %s: checkpoints are not saved now (the state may be "
+                     "half-way through an update); the last complete ones are kept (%s).",
+                     type(exc).__name__, kept)
+
+    def _finish(self, save: bool = True) -> None:
+        try:
+            if save:
+                for trainer in self.trainers.values():
+                    trainer.flush()
+                    trainer.save_model()
+                    if trainer.stats_reporter.get_pending("Environment/Cumulative Reward"):
+                        trainer.stats_reporter.write_stats(trainer.get_step)
+        finally:
+            for writer in self.writers:
+                writer.close()
+            self.env_manager.close()
+            run_logs = os.path.join(self.write_path, "run_logs")
+            os.makedirs(run_logs, exist_ok=True)
+            atomic_write_text(json.dumps(self.timers.as_dict(), indent=2),
+                              os.path.join(run_logs, "timers.json"))
 
     def final_rewards(self) -> Dict[str, Optional[float]]:
         """Mean cumulative reward of each behavior's last summary (None if no episode ended)."""

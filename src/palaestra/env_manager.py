@@ -7,12 +7,16 @@ home-made worker pool.
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Dict
+from typing import Dict, Optional
+
+import numpy as np
 
 from palaestra.agent_processor import AgentProcessor
 from palaestra.envs.base import BaseEnv
+from palaestra.exception import NonFiniteError
 from palaestra.policy import TorchPolicy
 from palaestra.timers import Timers
+from palaestra.watchdog import EnvGuard
 
 
 class EnvManager:
@@ -21,13 +25,19 @@ class EnvManager:
         self.timers = timers
         self.policies: Dict[str, TorchPolicy] = {}
         self.processors: Dict[str, AgentProcessor] = {}
+        # Marks the environment's calls for the hang watchdog and Ctrl-C (controller's).
+        self.guard: Optional[EnvGuard] = None
 
     def add_behavior(self, name: str, policy: TorchPolicy, processor: AgentProcessor) -> None:
         self.policies[name] = policy
         self.processors[name] = processor
 
     def reset(self) -> None:
+        if self.guard is not None:
+            self.guard.enter("reset")
         self.env.reset()
+        if self.guard is not None:
+            self.guard.leave()
         for processor in self.processors.values():
             processor.end_episodes()
 
@@ -46,12 +56,24 @@ class EnvManager:
             if len(decision):
                 info = self.policies[name].get_action(decision)
                 t2 = perf_counter()
+                continuous = info.env_action.continuous
+                if continuous is not None and continuous.size and \
+                        not np.isfinite(continuous.sum()):
+                    raise NonFiniteError(
+                        f"{name}: the policy's continuous actions are not finite (the weights or "
+                        "the observations they were computed from are not): training stopped "
+                        "before the environment was given them.")
                 processor.record_actions(decision, info)
                 self.env.set_actions(name, info.env_action)
                 add("policy_act", t2 - t1)
                 add("agent_processor", perf_counter() - t2)
         t3 = perf_counter()
+        guard = self.guard
+        if guard is not None:
+            guard.enter("step")
         self.env.step()
+        if guard is not None:
+            guard.leave()
         add("env_step", perf_counter() - t3)
 
     def close(self) -> None:

@@ -42,3 +42,12 @@ class EnvironmentSetupError(PalaestraError):
 
 class CheckpointError(PalaestraError):
     """A run directory or checkpoint that cannot be used as asked (exists, missing, corrupt)."""
+
+
+class TrainerNotReadyError(PalaestraError):
+    """A trainer's `policy` or `optimizer` read before `add_policy` gave it one: typed as always
+    present so that plugins need no None checks, so the early read has to fail loudly."""
+
+
+class NonFiniteError(PalaestraError):
+    """Training produced NaN or infinite losses or weights; the run stops without saving them."""

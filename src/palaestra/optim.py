@@ -11,7 +11,7 @@ Why not ``torch.optim.Adam``:
 Here the parameters are views into one flat tensor (as DDP's ``gradient_as_bucket_view`` does
 for gradients), and so are the moments, so a step is an optional global-norm clip and one call
 of torch's fused Adam kernel (the one ``torch.optim.Adam(fused=True)`` uses) over the
-parameters' own gradients, whatever the number of layers; without that kernel (torch < 2.4),
+parameters' own gradients, whatever the number of layers; without that kernel (other devices),
 one ``cat`` of the gradients and four in-place ops on the flat buffers. If something replaces a
 parameter's storage (``module.to(device)``, ``p.data = ...``), the next step notices and
 re-flattens. `tests/test_optim.py` checks this class against ``torch.optim.Adam`` (and
@@ -30,6 +30,23 @@ import torch
 # those already asked.
 _FUSED_ON = {"cpu", "cuda"}
 _FUSED_ASKED: set = set()
+# Whether torch's increment_version takes a list of tensors (dropped on the first refusal).
+_VERSIONS_AS_LIST = True
+
+
+def _increment_versions(tensors: List[torch.nn.Parameter]) -> None:
+    """`torch.autograd.graph.increment_version` of every tensor: one call for all of them where
+    torch accepts a list, one call each where it takes a single tensor (torch 2.4 does), so
+    that the package runs on the torch versions it claims."""
+    global _VERSIONS_AS_LIST
+    if _VERSIONS_AS_LIST:
+        try:
+            torch.autograd.graph.increment_version(tensors)
+            return
+        except (TypeError, RuntimeError):  # 2.4: RuntimeError, before bumping anything
+            _VERSIONS_AS_LIST = False
+    for tensor in tensors:
+        torch.autograd.graph.increment_version(tensor)
 
 
 def _fused_kernel(device: torch.device) -> bool:
@@ -130,7 +147,7 @@ class Adam:
             self._step_some(grads, lr, beta1, beta2, eps, bias1, bias2_sqrt)
         # The parameters are not autograd views of the flat buffer (their own version
         # counters): bump them, so that autograd and the NumPy acting mirror see the change.
-        torch.autograd.graph.increment_version(self.params)
+        _increment_versions(self.params)
 
     def _fused_step(self, grads: List[Optional[torch.Tensor]], lr: float, beta1: float,
                     beta2: float, eps: float) -> None:

@@ -7,7 +7,7 @@ that every actor-critic method needs before it can compute returns.
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -73,9 +73,14 @@ class TorchOptimizer(abc.ABC):
         self.reward_signals: Dict[str, RewardSignal] = create_reward_signals(
             trainer_settings.reward_signals)
         self.stream_names = list(self.reward_signals)
-        self.critic: Optional[nn.Module] = None
-        # A torch.optim optimizer or palaestra.Adam: anything with state_dict/param_groups.
-        self.optimizer: Optional[Any] = None
+        # Both are duck-typed slots, hence Any: the critic is any nn.Module with
+        # `critic_pass(obs) -> ({stream: values}, memories)` and each optimizer calls its own
+        # critic's other methods (a baseline, twin Q heads); the optimizer is a torch.optim
+        # optimizer or palaestra.Adam (state_dict, param_groups). nn.Module / Optional types
+        # would make every plugin assert or cast before each use. None until the subclass sets
+        # them; a Q-learner leaves `critic` None.
+        self.critic: Any = None
+        self.optimizer: Any = None
 
     @abc.abstractmethod
     def update(self, batch: AgentBuffer, num_sequences: int) -> Dict[str, float]:

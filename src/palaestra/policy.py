@@ -46,9 +46,12 @@ class TorchPolicy:
         self.behavior_spec = behavior_spec
         self.network_settings = network_settings
         self.device = torch.device(device)
-        self.actor = actor_cls(observation_specs=behavior_spec.observation_specs,
-                               network_settings=network_settings,
-                               action_spec=behavior_spec.action_spec, **actor_kwargs)
+        # Any: actors are duck-typed (SimpleActor, SharedActorCritic or a plugin's own module),
+        # and nn.Module's attribute type would reject every call of their methods; narrow with
+        # isinstance(policy.actor, YourActor) where the type matters.
+        self.actor: Any = actor_cls(observation_specs=behavior_spec.observation_specs,
+                                    network_settings=network_settings,
+                                    action_spec=behavior_spec.action_spec, **actor_kwargs)
         self.actor.to(self.device)
         if network_settings.normalize and not callable(getattr(self.actor, "update_normalization",
                                                                None)):

@@ -42,7 +42,8 @@ class TrainerTypeInfo:
 
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin whose import or registration function raised; reported, then skipped."""
+    """A plugin whose import or registration function failed, or whose registration was
+    refused (see `_check_registration`); reported, then skipped as a whole."""
 
     entry_point: str
     distribution: str
@@ -78,8 +79,15 @@ class TrainerRegistry:
         dist, version = _dist_of(ep)
         try:
             trainers, settings = _call_registration(ep.load())
-        except Exception as exc:  # a broken plugin must not take the others down
-            failure = PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}")
+            _check_registration(trainers, settings)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: B036
+            # A broken plugin must not take the others (or a built-in it tried to replace)
+            # down: it registers nothing and `palaestra trainers` lists it. SystemExit too:
+            # with `except Exception` one plugin's sys.exit() ended every palaestra command
+            # without a word. Ctrl-C still propagates.
+            failure = PluginFailure(ep.name, dist, describe_error(exc))
             self.failures.append(failure)
             logger.warning("Skipping trainer plugin '%s' from %s: %s", ep.name, dist, failure.error)
             return
@@ -94,6 +102,7 @@ class TrainerRegistry:
                  distribution: str = "local", version: str = "?") -> None:
         """Add trainer types by hand (tests, notebooks); same shape as an entry point's result."""
         trainers, settings = _call_registration(lambda: (trainers, settings))
+        _check_registration(trainers, settings)
         for name, trainer_cls in trainers.items():
             self.types[name] = TrainerTypeInfo(name, trainer_cls, settings[name], "manual",
                                                distribution, version)
@@ -105,7 +114,7 @@ class TrainerRegistry:
         hint = ""
         if name in KNOWN_PROVIDERS:
             hint = f" Trainer type '{name}' is provided by {KNOWN_PROVIDERS[name]}."
-        broken = [f.entry_point for f in self.failures]
+        broken = list(dict.fromkeys(f.entry_point for f in self.failures))
         if broken:
             hint += f" Plugins that failed to load: {', '.join(broken)}."
         raise TrainerConfigError(
@@ -128,17 +137,87 @@ def _call_registration(fn: Callable[[], Any]) -> Tuple[Dict[str, type], Dict[str
     return trainers, settings
 
 
-def load_stats_writer_factories(group: str = STATS_WRITER_GROUP
-                                ) -> List[Tuple[str, Callable[..., Any]]]:
+def _check_registration(trainers: Dict[Any, Any], settings: Dict[Any, Any]) -> None:
+    """Refuse a registration that would only fail later, far from its cause.
+
+    A trainer "class" that is not an `RLTrainer` subclass crashes `palaestra trainers` or the
+    first step of training, and a settings class that is not a `HyperparamSettings` dataclass
+    breaks config loading for that type; worse, such junk registered under ``ppo`` would
+    replace the working built-in. Checked here, the whole registration is refused and the
+    built-ins stay. Raises TypeError naming every bad entry.
+    """
+    # Imported here, not at the top: the trainer base pulls in torch and most of palaestra,
+    # and a module-level import would tie this small module into their import order (a
+    # cycle as soon as one of them needs the registry).
+    from palaestra.settings import HyperparamSettings
+    from palaestra.trainer.rl_trainer import RLTrainer
+
+    problems = []
+    for name, trainer_cls in trainers.items():
+        if not isinstance(name, str) or not name:
+            problems.append(f"trainer type name {name!r} is not a non-empty string")
+            continue
+        if not (isinstance(trainer_cls, type) and issubclass(trainer_cls, RLTrainer)):
+            problems.append(f"trainer type '{name}': {_describe(trainer_cls)} is not a class "
+                            "deriving palaestra's RLTrainer")
+        settings_cls = settings[name]
+        if not (isinstance(settings_cls, type) and issubclass(settings_cls, HyperparamSettings)):
+            problems.append(f"trainer type '{name}': settings {_describe(settings_cls)} is not a "
+                            "class deriving palaestra's HyperparamSettings")
+    if problems:
+        raise TypeError("; ".join(problems))
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"class {obj.__module__}.{obj.__qualname__}"
+    text = repr(obj)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` for a report line.
+
+    A plugin's ``sys.exit(3)`` would otherwise read as a bare ``SystemExit: 3``, which does not
+    tell a user that the plugin itself asked the process to end.
+    """
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({exc.code!r})"
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class StatsWriterFactory:
+    """One ``palaestra.stats_writer`` entry point, loaded: `label` names it in reports."""
+
+    name: str
+    distribution: str
+    factory: Callable[..., Any]
+
+    @property
+    def label(self) -> str:
+        return f"stats writer plugin '{self.name}' from {self.distribution}"
+
+
+def load_stats_writer_factories(group: str = STATS_WRITER_GROUP,
+                                entry_points: Optional[Iterable[metadata.EntryPoint]] = None
+                                ) -> List[StatsWriterFactory]:
     """Factories from ``palaestra.stats_writer``; each is called with the run options and
     returns a list of writers. Broken ones are reported and skipped like trainer plugins."""
-    found: List[Tuple[str, Callable[..., Any]]] = []
-    for ep in sorted(metadata.entry_points(group=group), key=lambda e: (e.name != "default",
-                                                                      e.name)):
+    found: List[StatsWriterFactory] = []
+    eps = metadata.entry_points(group=group) if entry_points is None else entry_points
+    for ep in sorted(eps, key=lambda e: (e.name != "default", e.name)):
+        dist, _ = _dist_of(ep)
         try:
-            found.append((ep.name, ep.load()))
-        except Exception as exc:
-            dist, _ = _dist_of(ep)
-            logger.warning("Skipping stats writer plugin '%s' from %s: %s: %s", ep.name, dist,
-                           type(exc).__name__, exc)
+            factory = ep.load()
+            if not callable(factory):
+                raise TypeError(f"{_describe(factory)} is not callable")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: B036 - SystemExit too, as for trainer plugins
+            logger.warning("Skipping stats writer plugin '%s' from %s: %s", ep.name, dist,
+                           describe_error(exc))
+            continue
+        found.append(StatsWriterFactory(ep.name, dist, factory))
     return found

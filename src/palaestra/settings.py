@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
 from palaestra.exception import TrainerConfigError
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:
+    from typing_extensions import dataclass_transform
 
 
 def setting(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Any = None,
@@ -30,12 +36,37 @@ def setting(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Any =
     return field(default=default, metadata=meta)
 
 
+# Upper bounds of the settings that size memory, threads or work. Each is far above what any
+# ML-Agents config uses (the largest shipped values: 256 units, 2 layers, buffer_size 1e6,
+# time_horizon 1000, 32 copies) and far below what would exhaust a machine: a value beyond one
+# is a typo (1e8 for 1e3) that would otherwise take minutes to die of MemoryError, or crash
+# torch (100000 threads segfaults).
+MAX_UNITS = 8192            # units per layer: one 8192x8192 layer is 256 MiB of float32
+MAX_LAYERS = 64
+MAX_BATCH = 1_000_000
+MAX_BUFFER = 10_000_000     # a preallocated replay ring: 1e7 rows; ML-Agents' configs go to 2e6
+MAX_EPOCHS = 1000
+MAX_STEPS_PER_TRAJECTORY = 100_000  # time_horizon: the agent processor preallocates it per agent
+MAX_KEEP_CHECKPOINTS = 1000
+MAX_STEPS = 10 ** 15        # max_steps: far beyond any run, and inside numpy's int64
+MAX_ENVS = 4096             # environment copies in one process
+MAX_THREADS = 1024
+MAX_SEED = 2 ** 31 - 1      # ML-Agents' seed is a C# int; every RNG here takes it
+MIN_STEPS_PER_UPDATE = 1e-3  # 1000 gradient steps per agent step; 1e-9 would never step again
+
+
+@dataclass_transform()  # tells type checkers what __init_subclass__ does: keyword constructors
 class Settings:
     """Base of every settings class: subclasses become dataclasses automatically."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         dataclass(cls)
+
+    def __post_init__(self) -> None:
+        """Nothing here; it exists so that every subclass's `__post_init__` can (and should)
+        call `super().__post_init__()`: a dataclass runs only the most derived one, and some
+        bases (OffPolicyHyperparamSettings) fill in defaults in theirs."""
 
     def as_dict(self) -> Dict[str, Any]:
         """Plain YAML-ready values (enums as their strings), as written to configuration.yaml."""
@@ -85,8 +116,9 @@ class RewardSignalType(enum.Enum):
 
 
 class MemorySettings(Settings):
-    sequence_length: int = setting(64, "Steps per training sequence of a recurrent network.", ge=1)
-    memory_size: int = setting(128, "Size of the recurrent state (even).", gt=0)
+    sequence_length: int = setting(64, "Steps per training sequence of a recurrent network.",
+                                   ge=1, le=MAX_STEPS_PER_TRAJECTORY)
+    memory_size: int = setting(128, "Size of the recurrent state (even).", gt=0, le=MAX_UNITS)
 
     def __post_init__(self) -> None:
         if self.memory_size % 2:
@@ -96,8 +128,9 @@ class MemorySettings(Settings):
 
 class NetworkSettings(Settings):
     normalize: bool = setting(False, "Running mean/variance normalisation of vector observations.")
-    hidden_units: int = setting(128, "Units per hidden layer.", ge=1)
-    num_layers: int = setting(2, "Hidden layers after the observation encoders.", ge=1)
+    hidden_units: int = setting(128, "Units per hidden layer.", ge=1, le=MAX_UNITS)
+    num_layers: int = setting(2, "Hidden layers after the observation encoders.", ge=1,
+                              le=MAX_LAYERS)
     vis_encode_type: EncoderType = setting(EncoderType.SIMPLE, "Encoder for visual observations.")
     memory: Optional[MemorySettings] = setting(None, "Recurrent memory (LSTM); null for none.")
     goal_conditioning_type: ConditioningType = setting(
@@ -114,26 +147,29 @@ class RewardSignalSettings(Settings):
 
 
 class HyperparamSettings(Settings):
-    batch_size: int = setting(1024, "Experiences per gradient step.", ge=1)
+    batch_size: int = setting(1024, "Experiences per gradient step.", ge=1, le=MAX_BATCH)
     buffer_size: int = setting(10240, "Experiences collected before an update (on-policy) "
-                                      "or kept in replay (off-policy).", ge=1)
+                                      "or kept in replay (off-policy).", ge=1, le=MAX_BUFFER)
     learning_rate: float = setting(3.0e-4, "Initial learning rate.", gt=0.0)
     learning_rate_schedule: ScheduleType = setting(ScheduleType.CONSTANT,
                                                    "constant, or linear decay to max_steps.")
 
 
 class OnPolicyHyperparamSettings(HyperparamSettings):
-    num_epoch: int = setting(3, "Passes over the update buffer per update.", ge=1)
+    num_epoch: int = setting(3, "Passes over the update buffer per update.", ge=1, le=MAX_EPOCHS)
 
 
 class OffPolicyHyperparamSettings(HyperparamSettings):
-    batch_size: int = setting(128, "Experiences per gradient step.", ge=1)
-    buffer_size: int = setting(50000, "Replay buffer capacity in experiences.", ge=1)
+    batch_size: int = setting(128, "Experiences per gradient step.", ge=1, le=MAX_BATCH)
+    buffer_size: int = setting(50000, "Replay buffer capacity in experiences.", ge=1,
+                               le=MAX_BUFFER)
     buffer_init_steps: int = setting(0, "Experiences collected before the first update.", ge=0)
-    steps_per_update: float = setting(1.0, "Agent steps per gradient step.", gt=0.0)
+    steps_per_update: float = setting(1.0, "Agent steps per gradient step.",
+                                      ge=MIN_STEPS_PER_UPDATE)
     save_replay_buffer: bool = setting(False, "Save the replay buffer with checkpoints.")
     reward_signal_steps_per_update: Optional[float] = setting(
-        None, "Agent steps per reward-signal update; defaults to steps_per_update.", gt=0.0)
+        None, "Agent steps per reward-signal update; defaults to steps_per_update.",
+        ge=MIN_STEPS_PER_UPDATE)
 
     def __post_init__(self) -> None:
         if self.reward_signal_steps_per_update is None:
@@ -150,13 +186,16 @@ class TrainerSettings(Settings):
         factory=lambda: {RewardSignalType.EXTRINSIC: RewardSignalSettings()},
         doc="Reward signals by name.")
     init_path: Optional[str] = setting(None, "Checkpoint to initialise this behavior from.")
-    keep_checkpoints: int = setting(5, "Step checkpoints kept on disk.", ge=1)
+    keep_checkpoints: int = setting(5, "Step checkpoints kept on disk.", ge=1,
+                                    le=MAX_KEEP_CHECKPOINTS)
     checkpoint_interval: int = setting(500000, "Agent steps between checkpoints.", ge=1)
     even_checkpoints: bool = setting(
         False, "Ignore checkpoint_interval: keep_checkpoints checkpoints spread evenly over "
                "max_steps (every max_steps / keep_checkpoints steps), as ML-Agents does.")
-    max_steps: int = setting(500000, "Agent steps (all agents, all copies) to train for.", ge=0)
-    time_horizon: int = setting(64, "Steps per agent before a trajectory is cut.", ge=1)
+    max_steps: int = setting(500000, "Agent steps (all agents, all copies) to train for.", ge=0,
+                             le=MAX_STEPS)
+    time_horizon: int = setting(64, "Steps per agent before a trajectory is cut.", ge=1,
+                                le=MAX_STEPS_PER_TRAJECTORY)
     summary_freq: int = setting(50000, "Agent steps between summaries.", ge=1)
     threaded: bool = setting(False, "Update while the environment steps (accepted, unused).")
 
@@ -181,10 +220,13 @@ class EnvironmentSettings(Settings):
     env_args: Optional[Union[Dict[str, Any], List[str]]] = setting(
         None, "Keyword arguments for the environment (a mapping, or 'key=value' strings).")
     base_port: int = setting(5005, "Unity port (accepted, unused).")
-    num_envs: int = setting(1, "Environment copies stepped together.", ge=1)
+    num_envs: int = setting(1, "Environment copies stepped together.", ge=1, le=MAX_ENVS)
     num_areas: int = setting(1, "Unity training areas (accepted, unused).", ge=1)
     timeout_wait: int = setting(60, "Unity timeout (accepted, unused).")
-    seed: int = setting(-1, "Random seed; -1 picks one.")
+    timeout_step: Optional[float] = setting(
+        600.0, "Seconds one reset or step of the environment may take before the run stops "
+               "with a message (palaestra extension); null or 0 waits forever.", ge=0.0)
+    seed: int = setting(-1, "Random seed; -1 picks one.", le=MAX_SEED)
     max_lifetime_restarts: int = setting(10, "Unity restarts (accepted, unused).")
     restarts_rate_limit_n: int = setting(1, "Unity restarts (accepted, unused).")
     restarts_rate_limit_period_s: int = setting(60, "Unity restarts (accepted, unused).")
@@ -224,7 +266,7 @@ class TorchSettings(Settings):
     device: Optional[str] = setting(None, "torch device (cpu, cuda, cuda:1 ...); null picks cpu.")
     num_threads: Optional[int] = setting(
         None, "CPU threads for torch (palaestra extension); null means 1, fastest for the "
-              "small networks of vector tasks.", ge=1)
+              "small networks of vector tasks.", ge=1, le=MAX_THREADS)
 
 
 class RunOptions(Settings):

@@ -12,12 +12,13 @@ import os
 import socket
 import struct
 import time
+from typing import List
 
-from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 
-def _crc32c_table() -> list:
+def _crc32c_table() -> List[int]:
     table = []
     for i in range(256):
         crc = i
@@ -62,7 +63,12 @@ def _file_stamp(logdir: str) -> int:
 
 
 class EventFileWriter:
-    """Appends scalar events to ``<logdir>/events.out.tfevents.<time>.<host>.<pid>``."""
+    """Appends scalar events to ``<logdir>/events.out.tfevents.<time>.<host>.<pid>``.
+
+    The first event declares ``file_version: brain.Event:2``: only with version 2 or later does
+    TensorBoard honour `add_session_start` (older versions make it guess restarts from steps
+    going backwards, tag by tag).
+    """
 
     def __init__(self, logdir: str) -> None:
         os.makedirs(logdir, exist_ok=True)
@@ -80,6 +86,17 @@ class EventFileWriter:
     def add_scalar(self, tag: str, value: float, step: int) -> None:
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))])
         self._write(Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def add_session_start(self, step: int) -> None:
+        """Mark that training (re)starts at `step`.
+
+        TensorBoard's event accumulators then drop the events of earlier files of this
+        directory at steps >= `step`: after a resume from a checkpoint those are the
+        interrupted run's summaries past the checkpoint, which the resumed run writes again.
+        Without it every such step is shown twice.
+        """
+        self._write(Event(wall_time=time.time(), step=int(step),
+                          session_log=SessionLog(status=SessionLog.START)))
 
     def flush(self) -> None:
         self._fh.flush()

@@ -43,13 +43,23 @@ def parse_env_args(env_args: Union[None, Mapping[str, Any], List[str]]) -> Dict[
             raise EnvironmentSetupError(
                 f"env_args entry {item!r} is not of the form key=value (or give env_args as a "
                 "mapping in the YAML file).")
-        kwargs[key.replace("-", "_")] = _scalar(value)
+        kwargs[key.replace("-", "_")] = _scalar(value, key)
     return kwargs
 
 
-def _scalar(text: str) -> Any:
-    """A YAML scalar, with `1e-3` read as a number (YAML 1.1 would keep it a string)."""
-    value = yaml.safe_load(text)
+def _scalar(text: str, key: str = "") -> Any:
+    """A YAML scalar, with `1e-3` read as a number (YAML 1.1 would keep it a string). Read with
+    the config file's loader, so that a value from the command line has the same limits (no
+    alias explosion, no deep nesting), and a value that is not YAML is named."""
+    from palaestra.config import StrictYAMLLoader
+
+    try:
+        value = yaml.load(text, Loader=StrictYAMLLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise EnvironmentSetupError(f"env_args entry {key}={shown}: the value is not a YAML "
+                                    f"value: {problem}.") from None
     if isinstance(value, str):
         try:
             return float(value)

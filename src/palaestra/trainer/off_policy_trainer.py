@@ -4,9 +4,8 @@ sampled for updates at a fixed ratio of `steps_per_update` agent steps per gradi
 from __future__ import annotations
 
 import logging
-import os
 from collections import defaultdict
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -43,7 +42,6 @@ class OffPolicyTrainer(RLTrainer[H]):
         with each reward signal's rewards (times its strength) under `rewards_key(name)`,
         the observation normalisers updated, `collected_rewards` and, at an episode's end, the
         end-of-episode reward stats. Append the result with `_append_to_update_buffer`."""
-        assert self.policy is not None and self.optimizer is not None
         buffer = trajectory.to_agentbuffer()
         if self.is_training:
             self.policy.update_normalization(buffer)
@@ -59,35 +57,33 @@ class OffPolicyTrainer(RLTrainer[H]):
         return buffer
 
     # -- the replay buffer in checkpoints (save_replay_buffer) --------------------------------
-    @property
-    def replay_buffer_path(self) -> str:
-        return os.path.join(self.artifact_path, "replay_buffer.npz")
+    def buffer_to_save(self) -> Optional[ReplayBuffer]:
+        """With `save_replay_buffer`, the replay buffer is part of every checkpoint (a file the
+        checkpoint names), so a resumed run does not start from an empty buffer."""
+        return self.update_buffer if self._hp.save_replay_buffer else None
 
-    def save_model(self, step: Optional[int] = None) -> Optional[str]:
-        """Checkpoint as usual and, with `save_replay_buffer`, the replay buffer beside it, so
-        that a resumed run does not start from an empty buffer."""
-        path = super().save_model(step)
-        if path is not None and self._hp.save_replay_buffer:
-            self.update_buffer.save(self.replay_buffer_path)
-        return path
+    def restore_buffer(self, path: str) -> None:
+        self.update_buffer.load(path)
+        logger.info("Loaded %d experiences into the replay buffer from %s",
+                    self.update_buffer.num_experiences, path)
 
-    def _restore(self, path: str, only_weights: bool) -> None:
-        super()._restore(path, only_weights)
-        if not only_weights:
-            # The updates the saved run did: a resumed run must not catch up on all of them.
-            hp = self._hp
-            done = max(0, self.get_step - hp.buffer_init_steps)
-            self.update_steps = int(done // hp.steps_per_update)
-            signal_ratio = hp.reward_signal_steps_per_update or hp.steps_per_update
-            self.reward_signal_update_steps = int(done // signal_ratio)
-        if not only_weights and self._hp.save_replay_buffer:
-            if os.path.exists(self.replay_buffer_path):
-                self.update_buffer.load(self.replay_buffer_path)
-                logger.info("Loaded %d experiences into the replay buffer from %s",
-                            self.update_buffer.num_experiences, self.replay_buffer_path)
-            else:
-                logger.warning("save_replay_buffer is on but %s does not exist: the replay "
-                               "buffer starts empty", self.replay_buffer_path)
+    def checkpoint_state(self) -> Dict[str, Any]:
+        return {**super().checkpoint_state(), "update_steps": self.update_steps,
+                "reward_signal_update_steps": self.reward_signal_update_steps}
+
+    def restore_state(self, saved: Mapping[str, Any]) -> None:
+        super().restore_state(saved)
+        # The updates the saved run did: a resumed run must not catch up on all of them.
+        hp = self._hp
+        done = max(0, self.get_step - hp.buffer_init_steps)
+        signal_ratio = hp.reward_signal_steps_per_update or hp.steps_per_update
+        self.update_steps = int(saved.get("update_steps", done // hp.steps_per_update))
+        self.reward_signal_update_steps = int(saved.get("reward_signal_update_steps",
+                                                        done // signal_ratio))
+        if hp.save_replay_buffer and "buffer_file" not in saved:
+            logger.warning("save_replay_buffer is on but the checkpoint holds no replay buffer "
+                           "(it was saved with the option off, or empty): the replay buffer "
+                           "starts empty")
 
     def _is_ready_update(self) -> bool:
         hp = self._hp
@@ -100,13 +96,14 @@ class OffPolicyTrainer(RLTrainer[H]):
 
     def _update_policy(self) -> bool:
         """As many gradient steps as the agent steps since the last call allow."""
-        assert self.optimizer is not None
         hp = self._hp
         stats: Dict[str, List[float]] = defaultdict(list)
         updated = False
         while self._updates_due(self.update_steps, hp.steps_per_update):
             batch = self.update_buffer.sample_mini_batch(hp.batch_size, self.rng)
-            for key, value in self.optimizer.update(batch, hp.batch_size).items():
+            result = self.optimizer.update(batch, hp.batch_size)
+            self.check_finite(result, weights=False)
+            for key, value in result.items():
                 stats[key].append(value)
             self.update_steps += 1
             updated = True

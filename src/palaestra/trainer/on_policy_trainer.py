@@ -7,8 +7,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from palaestra.buffer import (AgentBuffer, BufferKey, advantage_key, returns_key, rewards_key,
-                              value_estimates_key)
+from palaestra.buffer import (AgentBuffer, BufferKey, advantage_key, load_columns, returns_key,
+                              rewards_key, value_estimates_key)
 from palaestra.settings import OnPolicyHyperparamSettings
 from palaestra.optimizer import TorchOptimizer
 from palaestra.trainer.returns import compute_gae
@@ -18,6 +18,11 @@ from palaestra.trajectory import Trajectory, trajectories_to_agentbuffer
 
 class OnPolicyTrainer(RLTrainer[H]):
     """Base for PPO-like trainers. `hyperparameters` must derive OnPolicyHyperparamSettings."""
+
+    # ML-Agents normalises BufferKey.ADVANTAGES over the update buffer before the epochs, and
+    # PPO's clipping is tuned for that scale; a method whose loss wants the raw advantages
+    # (or normalises per minibatch itself) sets this False in its class.
+    normalize_advantages: bool = True
 
     def process_with_gae(self, trajectory: Trajectory, lambd: float) -> AgentBuffer:
         """The specification's `_process_trajectory` body, as a helper every on-policy trainer
@@ -33,7 +38,6 @@ class OnPolicyTrainer(RLTrainer[H]):
         """`process_with_gae` of several trajectories, appended in order into one buffer, with
         one normaliser update and one critic pass for all of them: per trajectory those cost
         more than the arithmetic (early 3DBall episodes last ~16 steps)."""
-        assert self.policy is not None and self.optimizer is not None
         optimizer = self.optimizer
         buffer, lengths, starts, ends = self.batch_buffer(trajectories)
         done = np.array([t.done_reached and not t.interrupted for t in trajectories])
@@ -77,7 +81,6 @@ class OnPolicyTrainer(RLTrainer[H]):
                      ) -> Tuple[AgentBuffer, np.ndarray, np.ndarray, np.ndarray]:
         """The trajectories as one buffer (observation normalisers updated on it when
         training), with each trajectory's length, first row and last row."""
-        assert self.policy is not None and self.optimizer is not None
         buffer = trajectories_to_agentbuffer(trajectories)
         if self.is_training:
             self.policy.update_normalization(buffer)
@@ -91,7 +94,6 @@ class OnPolicyTrainer(RLTrainer[H]):
         """Add each trajectory's reward sums ({signal name or "environment": (K,)}) to its
         agent's episode totals, and report the episodes that ended. In order: one agent may
         have ended an episode and started the next in the same batch."""
-        assert self.optimizer is not None
         for k, trajectory in enumerate(trajectories):
             for name, per_trajectory in sums.items():
                 self.collected_rewards[name][trajectory.agent_id] += float(per_trajectory[k])
@@ -102,7 +104,6 @@ class OnPolicyTrainer(RLTrainer[H]):
                          done: np.ndarray
                          ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
         optimizer = self.optimizer
-        assert optimizer is not None
         cls = type(optimizer)
         if cls.get_trajectory_value_estimates is not TorchOptimizer.get_trajectory_value_estimates \
                 and cls.get_batch_value_estimates is TorchOptimizer.get_batch_value_estimates:
@@ -131,13 +132,13 @@ class OnPolicyTrainer(RLTrainer[H]):
             self.update_buffer.num_experiences >= self.hyperparameters.buffer_size
 
     def _update_policy(self) -> bool:
-        """Advantages (if present) are normalised over the whole buffer, as ML-Agents does;
-        then every epoch visits each experience once in shuffled minibatches."""
-        assert self.optimizer is not None
+        """Advantages (if present, and unless `normalize_advantages` is False) are normalised
+        over the whole buffer, as ML-Agents does; then every epoch visits each experience once
+        in shuffled minibatches."""
         hp = self.hyperparameters
         assert isinstance(hp, OnPolicyHyperparamSettings)
         buffer = self.update_buffer
-        if BufferKey.ADVANTAGES in buffer:
+        if self.normalize_advantages and BufferKey.ADVANTAGES in buffer:
             adv = buffer[BufferKey.ADVANTAGES]
             buffer[BufferKey.ADVANTAGES] = (adv - adv.mean()) / (adv.std() + 1e-10)
         stats: Dict[str, List[float]] = defaultdict(list)
@@ -148,11 +149,22 @@ class OnPolicyTrainer(RLTrainer[H]):
                 start = perf_counter()
                 result = self.optimizer.update(batch, num_sequences)
                 add("gradient_step", perf_counter() - start)
+                self.check_finite(result, weights=False)
                 for key, value in result.items():
                     stats[key].append(value)
         for key, value in self.optimizer.update_reward_signals(buffer).items():
             stats[key].append(value)
+        self.check_finite()
         for key, values in stats.items():
             self.stats_reporter.add_stat(key, float(np.mean(values)))
         self._clear_update_buffer()
         return True
+
+    def buffer_to_save(self) -> AgentBuffer:
+        """The experience collected towards the next update: a resumed run trains on it as
+        the uninterrupted run would have (not saving it lost up to buffer_size steps of
+        experience at every stop while the step count kept them)."""
+        return self.update_buffer
+
+    def restore_buffer(self, path: str) -> None:
+        self.update_buffer = load_columns(path)

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Dict, Generic, List, Optional, Sequence, TypeVar
+from typing import Any, Dict, Generic, List, Mapping, Optional, Sequence, TypeVar
 
 import numpy as np
+import torch
 from torch import nn
 
-from palaestra.buffer import AgentBuffer
+from palaestra.buffer import AgentBuffer, load_columns, obs_key
 from palaestra.checkpoint import CheckpointManager, load_checkpoint, restore_modules
-from palaestra.exception import CheckpointError
+from palaestra.exception import CheckpointError, NonFiniteError, TrainerNotReadyError
 from palaestra.envs.base import BehaviorSpec
 from palaestra.networks.networks import SharedActorCritic, SimpleActor
 from palaestra.optimizer import TorchOptimizer
@@ -61,8 +63,8 @@ class RLTrainer(abc.ABC, Generic[H]):
         self.seed = seed
         self.artifact_path = artifact_path
         self.reward_buff_cap = reward_buff_cap
-        self.policy: Optional[TorchPolicy] = None
-        self.optimizer: Optional[TorchOptimizer] = None
+        self._policy: Optional[TorchPolicy] = None
+        self._optimizer: Optional[TorchOptimizer] = None
         self.policies: Dict[str, TorchPolicy] = {}
         self.update_buffer = AgentBuffer()
         self.collected_rewards: Dict[str, Dict[Any, float]] = {"environment": defaultdict(float)}
@@ -79,6 +81,33 @@ class RLTrainer(abc.ABC, Generic[H]):
         self._next_save = trainer_settings.checkpoint_every()
         self._checkpoints: Optional[CheckpointManager] = None
         self._last_saved_step = -1
+        self.updates = 0  # calls of _update_policy that changed the policy
+
+    # Every method but `create_policy` runs after `add_policy`, so a trainer sees the policy and
+    # optimizer as always there (no None checks, no casts); a read before that is a bug, named.
+    @property
+    def policy(self) -> TorchPolicy:
+        if self._policy is None:
+            raise TrainerNotReadyError(
+                f"{type(self).__name__}.policy was read before add_policy gave the trainer its "
+                "policy (create_policy must not read self.policy: it is building it)")
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: TorchPolicy) -> None:
+        self._policy = policy
+
+    @property
+    def optimizer(self) -> TorchOptimizer:
+        if self._optimizer is None:
+            raise TrainerNotReadyError(
+                f"{type(self).__name__}.optimizer was read before add_policy built it with "
+                "create_optimizer (create_optimizer must not read self.optimizer)")
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer: TorchOptimizer) -> None:
+        self._optimizer = optimizer
 
     # -- what a trainer implements -----------------------------------------------------------
     @abc.abstractmethod
@@ -117,15 +146,13 @@ class RLTrainer(abc.ABC, Generic[H]):
         return "rl_trainer"
 
     def _process_trajectory(self, trajectory: Trajectory) -> None:
-        """Count the trajectory's steps, and write summaries / checkpoints when due.
+        """Count the trajectory's steps.
 
         Subclasses call ``super()._process_trajectory(trajectory)`` first, then turn the
-        trajectory into an AgentBuffer and `_append_to_update_buffer` it."""
-        # Count first, so a checkpoint's step always equals the trainer's step when it was
-        # written (an interrupt between the two would otherwise resume from an older count).
+        trajectory into an AgentBuffer and `_append_to_update_buffer` it. Summaries and
+        checkpoints come after the whole queue is processed and the update has run (`advance`),
+        so a checkpoint holds every trajectory its step count includes."""
         self._increment_step(len(trajectory))
-        self._maybe_write_summary(self._step)
-        self._maybe_save_model(self._step)
 
     # -- wiring (called by the controller) ---------------------------------------------------
     def bind_run(self, stats_reporter: StatsReporter, device: str, status_path: Optional[str],
@@ -149,10 +176,19 @@ class RLTrainer(abc.ABC, Generic[H]):
         self._checkpoints = CheckpointManager(self.artifact_path, self.brain_name,
                                               self.trainer_settings.keep_checkpoints,
                                               self.status_path)
-        if self.load:
+        if self.load and not self._checkpoints.has_checkpoint():
+            # Killed before its first checkpoint was complete: nothing was trained that a
+            # checkpoint could hold, so the run starts over instead of staying stuck.
+            logger.warning("%s: the run has no checkpoint yet (it stopped before its first "
+                           "save): starting from step 0", self.brain_name)
+        elif self.load:
             self._restore(self._checkpoints.latest_path, only_weights=False)
         elif self.trainer_settings.init_path:
-            self._restore(self.trainer_settings.init_path, only_weights=True)
+            try:
+                self._restore(self.trainer_settings.init_path, only_weights=True)
+            except CheckpointError as exc:
+                raise CheckpointError(f"init_path (or --initialize-from) of {self.brain_name}: "
+                                      f"{exc}") from None
 
     def get_policy(self, name_behavior_id: str) -> TorchPolicy:
         return self.policies[name_behavior_id]
@@ -184,7 +220,48 @@ class RLTrainer(abc.ABC, Generic[H]):
                 self._process_trajectories(queue)
         if self.should_still_train and self._is_ready_update():
             with self.timers.time("update_policy"):
-                self._update_policy()
+                if self._update_policy():
+                    self.updates += 1
+        self._maybe_write_summary(self._step)
+        self._maybe_save_model(self._step)
+
+    def flush(self) -> None:
+        """Process what is queued (at a stop: a checkpoint must hold every counted step)."""
+        if self._queue:
+            queue, self._queue, self._queued_steps = self._queue, [], 0
+            self._process_trajectories(queue)
+
+    def check_finite(self, stats: Optional[Mapping[str, float]] = None,
+                     weights: bool = True) -> None:
+        """Stop training on non-finite `stats` (an update's losses) or weights, with a message
+        a person can act on, before a checkpoint could store them. The weights are checked
+        with one float64 sum per tensor (a NaN or inf anywhere makes it non-finite; float32
+        values cannot overflow it): about 5 us a tensor."""
+        for key, value in (stats or {}).items():
+            if not math.isfinite(value):
+                raise NonFiniteError(self._non_finite(f"'{key}' is {value}"))
+        if not weights:
+            return
+        tensors = [(f"{name}.{n}", t.detach())
+                   for name, module in self.checkpoint_modules().items()
+                   if isinstance(module, nn.Module)
+                   for n, t in [*module.named_parameters(), *module.named_buffers()]
+                   if t.is_floating_point() and t.numel()]
+        if not tensors or math.isfinite(float(torch.stack(
+                [t.sum(dtype=torch.float64) for _, t in tensors]).sum())):
+            return
+        bad = next(n for n, t in tensors if not bool(torch.isfinite(t).all()))
+        raise NonFiniteError(self._non_finite(f"the weights {bad} are not finite"))
+
+    def _non_finite(self, what: str) -> str:
+        last = self._last_saved_step
+        kept = (f"checkpoint.pt keeps the last finite weights (step {last})" if last >= 0
+                else "no checkpoint was written")
+        return (f"{self.brain_name} at step {self._step} (update {self.updates + 1}): {what}. "
+                "Training stopped. Likely causes: a learning rate too large, observations or "
+                "rewards of huge magnitude (normalize them: network_settings.normalize, or "
+                "scale them in the environment), or a loss that divides by zero or takes the "
+                f"log of 0 in a plugin's optimizer; {kept}.")
 
     @property
     def get_step(self) -> int:
@@ -222,6 +299,7 @@ class RLTrainer(abc.ABC, Generic[H]):
     # -- summaries and checkpoints -----------------------------------------------------------
     def _maybe_write_summary(self, step_after: int) -> None:
         if step_after >= self._next_summary:
+            self.check_finite()
             self.stats_reporter.write_stats(step_after)
             freq = self.trainer_settings.summary_freq
             self._next_summary = (step_after // freq + 1) * freq
@@ -233,18 +311,49 @@ class RLTrainer(abc.ABC, Generic[H]):
             self._next_save = (step_after // interval + 1) * interval
 
     def checkpoint_modules(self) -> Dict[str, Any]:
-        assert self.policy is not None and self.optimizer is not None
         return {**self.policy.get_modules(), **self.optimizer.get_modules()}
 
-    def save_model(self, step: Optional[int] = None) -> Optional[str]:
+    def checkpoint_state(self) -> Dict[str, Any]:
+        """Numbers and strings a checkpoint keeps besides the modules; a trainer with more
+        state of its own extends this and `restore_state`."""
+        return {"trainer_type": self.get_trainer_name(), "updates": self.updates}
+
+    def restore_state(self, saved: Mapping[str, Any]) -> None:
+        self.updates = int(saved.get("updates", 0))
+
+    def buffer_to_save(self) -> Any:
+        """What a checkpoint keeps of the experience collected but not yet trained on (the
+        on-policy update buffer, the off-policy replay buffer): an object with `save(path)`
+        and a length, or None."""
+        return None
+
+    def restore_buffer(self, path: str) -> None:
+        """Load what `buffer_to_save` saved (called on resume only)."""
+
+    def _check_buffer(self, buffer: AgentBuffer) -> None:
+        """A saved buffer must hold rows of this behavior's observations: a tampered or foreign
+        file would otherwise fail later, mid-training, when the next trajectory is appended."""
+        if not len(buffer):
+            raise ValueError("it holds no experiences (palaestra saves only non-empty buffers)")
+        for i, spec in enumerate(self.policy.behavior_spec.observation_specs):
+            column = buffer.get(obs_key(i))
+            if column is None or tuple(column.shape[1:]) != tuple(spec.shape):
+                found = None if column is None else tuple(column.shape[1:])
+                raise ValueError(f"its observation {i} has shape {found}, the behavior's is "
+                                 f"{tuple(spec.shape)}")
+
+    def save_model(self, step: Optional[int] = None, latest_only: bool = False
+                   ) -> Optional[str]:
         step = self._step if step is None else step
         if self._checkpoints is None or step == self._last_saved_step:
             return None
+        self.check_finite()
         summary = self.stats_reporter.get_stats_summaries("Environment/Cumulative Reward")
         with self.timers.time("save_model"):
             path = self._checkpoints.save(self.checkpoint_modules(), step,
-                                          {"trainer_type": self.get_trainer_name()},
-                                          None if summary is None else summary.mean)
+                                          self.checkpoint_state(),
+                                          None if summary is None else summary.mean,
+                                          buffer=self.buffer_to_save(), latest_only=latest_only)
         self._last_saved_step = step  # only once complete: an interrupted save is redone
         logger.info("Saved checkpoint %s", path)
         return path
@@ -252,7 +361,10 @@ class RLTrainer(abc.ABC, Generic[H]):
     def _restore(self, path: str, only_weights: bool) -> None:
         if os.path.isdir(path):  # a behavior's results folder
             path = os.path.join(path, "checkpoint.pt")
-        saved = load_checkpoint(path)
+        if not only_weights and self._checkpoints is not None:
+            path, saved = self._checkpoints.load_latest()
+        else:
+            saved = load_checkpoint(path)
         written_by = saved.get("trainer_type")
         if not only_weights and written_by not in (None, self.get_trainer_name()):
             raise CheckpointError(
@@ -264,6 +376,16 @@ class RLTrainer(abc.ABC, Generic[H]):
         restore_modules(modules, saved["modules"], path, only_weights=only_weights)
         if not only_weights:
             self._step = int(saved["step"])
+            self._last_saved_step = self._step
+            self.restore_state(saved)
+            if "buffer_file" in saved and self._checkpoints is not None:
+                buffer_path = self._checkpoints.buffer_path(saved["buffer_file"])
+                try:
+                    self._check_buffer(load_columns(buffer_path))
+                    self.restore_buffer(buffer_path)
+                except (OSError, ValueError) as exc:
+                    raise CheckpointError(f"{path} names the buffer {buffer_path}, which "
+                                          f"cannot be used: {exc}") from None
             for policy in self.policies.values():
                 policy.set_step(self._step)
             freq, interval = self.trainer_settings.summary_freq, \

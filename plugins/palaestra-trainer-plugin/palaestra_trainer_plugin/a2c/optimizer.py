@@ -27,6 +27,7 @@ class A2COptimizer(TorchOptimizer):
         steps = trainer_settings.max_steps
         self.decay_learning_rate = DecayedValue(hp.learning_rate_schedule, hp.learning_rate,
                                                 1e-10, steps)
+        assert hp.beta_schedule is not None  # A2CSettings.__post_init__ filled it in
         self.decay_beta = DecayedValue(hp.beta_schedule, hp.beta, 1e-5, steps)
 
     def update(self, batch: AgentBuffer, num_sequences: int) -> Dict[str, float]:

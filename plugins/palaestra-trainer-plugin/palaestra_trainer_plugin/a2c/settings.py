@@ -17,5 +17,6 @@ class A2CSettings(OnPolicyHyperparamSettings):
     max_grad_norm: Optional[float] = setting(0.5, "Clip the gradient norm.", gt=0.0)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.beta_schedule is None:
             self.beta_schedule = self.learning_rate_schedule

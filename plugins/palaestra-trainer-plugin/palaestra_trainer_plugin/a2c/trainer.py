@@ -1,5 +1,5 @@
 """The A2C trainer: on-policy, GAE targets from palaestra's helper, one loss of its own."""
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 from palaestra import (BehaviorIdentifiers, BehaviorSpec, OnPolicyTrainer, TorchOptimizer,
                        TorchPolicy, Trajectory)
@@ -17,14 +17,20 @@ class A2CTrainer(OnPolicyTrainer[A2CSettings]):
         return self.actor_critic_policy(behavior_spec, self.hyperparameters.shared_critic)
 
     def create_optimizer(self) -> TorchOptimizer:
-        assert self.policy is not None
         return A2COptimizer(self.policy, self.trainer_settings)
 
     def _process_trajectory(self, trajectory: Trajectory) -> None:
-        super()._process_trajectory(trajectory)  # step counting, summaries, checkpoints
-        # values, rewards, GAE advantages and returns, normalisers, reward stats
-        self._append_to_update_buffer(
-            self.process_with_gae(trajectory, self.hyperparameters.lambd))
+        self._process_trajectories([trajectory])
+
+    def _process_trajectories(self, trajectories: Sequence[Trajectory]) -> None:
+        """Values, rewards, GAE advantages and returns, normalisers and reward stats of all
+        the trajectories queued since the last update, with one critic pass: a synchronous
+        rollout of short segments is a dozen trajectories per update, and one critic pass each
+        would cost more than the update itself."""
+        buffer = self.process_with_gae_batch(trajectories, self.hyperparameters.lambd)
+        for trajectory in trajectories:
+            super()._process_trajectory(trajectory)  # step counting, summaries, checkpoints
+        self._append_to_update_buffer(buffer)
 
 
 def get_type_and_setting() -> Tuple[Dict[str, type], Dict[str, type]]:

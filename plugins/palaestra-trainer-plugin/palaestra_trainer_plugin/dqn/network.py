@@ -10,7 +10,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from palaestra import ActionSpec, AgentAction, NetworkBody, NetworkSettings, ObservationSpec
+from palaestra import (ActionSpec, AgentAction, AgentBuffer, NetworkBody, NetworkSettings,
+                       ObservationSpec)
 
 
 class QNetwork(nn.Module):
@@ -28,7 +29,7 @@ class QNetwork(nn.Module):
         self.exploration_rate = 1.0  # set by the trainer from its schedule
         self.memory_size = 0
 
-    def update_normalization(self, buffer) -> None:  # type: ignore[no-untyped-def]
+    def update_normalization(self, buffer: AgentBuffer) -> None:
         self.network_body.update_normalization(buffer)
 
     def critic_pass(self, inputs: Sequence[torch.Tensor], memories: Optional[torch.Tensor] = None,
@@ -38,11 +39,22 @@ class QNetwork(nn.Module):
         h = self.network_body(inputs)
         return {name: head(h) for name, head in self.q_heads.items()}, memories
 
+    @staticmethod
+    def summed(values: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The streams' Q-values added up: acting and the double-DQN target choose by the
+        total. (Python's sum() would do, but its type includes the int 0 it starts from.)"""
+        heads = iter(values.values())
+        total = next(heads)
+        for head in heads:
+            total = total + head
+        return total
+
     def greedy(self, q: torch.Tensor, masks: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The argmax action of each branch, (B, branches), among allowed actions."""
         if masks is not None:
             q = q.masked_fill(~masks.bool(), float("-inf"))
-        return torch.stack([part.argmax(-1) for part in q.split(self.branches, -1)], -1)
+        return torch.stack([part.argmax(-1) for part in torch.split(q, self.branches, -1)],
+                           -1)
 
     def get_action_and_stats(self, inputs: Sequence[torch.Tensor],
                              masks: Optional[torch.Tensor] = None,
@@ -52,7 +64,7 @@ class QNetwork(nn.Module):
         """Greedy on the summed streams; each agent explores (uniformly among its allowed
         actions) with probability `exploration_rate`, independently of the others."""
         values, _ = self.critic_pass(inputs)
-        q = sum(values.values())
+        q = self.summed(values)
         action = self.greedy(q, masks)
         n = q.shape[0]
         explore = torch.rand(n) < self.exploration_rate

@@ -51,9 +51,9 @@ class DQNOptimizer(TorchOptimizer):
             target_q, _ = self.target.critic_pass(next_obs)
             if self.hp.double_dqn:
                 online_next, _ = self.q_network.critic_pass(next_obs)
-                chooser = sum(online_next.values())
+                chooser = QNetwork.summed(online_next)
             else:
-                chooser = sum(target_q.values())
+                chooser = QNetwork.summed(target_q)
             next_actions = self.q_network.greedy(chooser)
         losses = []
         q_taken_mean = 0.0
@@ -63,17 +63,18 @@ class DQNOptimizer(TorchOptimizer):
             with torch.no_grad():
                 # Each branch's value of its chosen next action, averaged over branches.
                 next_q = torch.stack([part.gather(1, next_actions[:, b: b + 1]).squeeze(1)
-                                      for b, part in enumerate(target_q[name].split(branches, 1))
+                                      for b, part in enumerate(torch.split(target_q[name],
+                                                                           branches, 1))
                                       ], 1).mean(1)
                 td_target = rewards + self.gammas[name] * (1.0 - terminal) * next_q
             taken = torch.stack([part.gather(1, actions[:, b: b + 1]).squeeze(1)
-                                 for b, part in enumerate(q.split(branches, 1))], 1)
+                                 for b, part in enumerate(torch.split(q, branches, 1))], 1)
             losses.append(F.smooth_l1_loss(taken, td_target[:, None].expand_as(taken)))
             q_taken_mean += float(taken.detach().mean())
         loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
         ModelUtils.update_learning_rate(self.optimizer, lr)
         self.optimizer.zero_grad()
-        loss.backward()
+        torch.autograd.backward(loss)  # = loss.backward(), which torch leaves unannotated
         self.optimizer.step()
         self.update_count += 1
         if self.update_count % self.hp.target_update_interval == 0:

@@ -33,7 +33,6 @@ class DQNTrainer(OffPolicyTrainer[DQNSettings]):
         return policy
 
     def create_optimizer(self) -> TorchOptimizer:
-        assert self.policy is not None
         return DQNOptimizer(self.policy, self.trainer_settings)
 
     def _process_trajectory(self, trajectory: Trajectory) -> None:

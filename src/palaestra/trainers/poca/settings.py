@@ -1,5 +1,6 @@
 """POCA's hyperparameters: ML-Agents' `POCASettings`, field for field, default for default."""
 from palaestra import OnPolicyHyperparamSettings, ScheduleType, setting
+from palaestra.settings import MAX_EPOCHS
 
 
 class POCASettings(OnPolicyHyperparamSettings):
@@ -8,7 +9,8 @@ class POCASettings(OnPolicyHyperparamSettings):
                              gt=0.0)
     lambd: float = setting(0.95, "Lambda of the lambda-returns of value and baseline.",
                            ge=0.0, le=1.0)
-    num_epoch: int = setting(3, "Passes over the update buffer per update.", ge=1)
+    num_epoch: int = setting(3, "Passes over the update buffer per update.", ge=1,
+                             le=MAX_EPOCHS)
     learning_rate_schedule: ScheduleType = setting(ScheduleType.LINEAR,
                                                    "constant, or linear decay to max_steps.")
     beta_schedule: ScheduleType = setting(ScheduleType.LINEAR, "Schedule of beta.")

@@ -31,7 +31,6 @@ class POCATrainer(OnPolicyTrainer[POCASettings]):
         return self.actor_critic_policy(behavior_spec, shared_critic=False)
 
     def create_optimizer(self) -> TorchOptimizer:
-        assert self.policy is not None
         return TorchPOCAOptimizer(self.policy, self.trainer_settings)
 
     def _process_trajectory(self, trajectory: Trajectory) -> None:
@@ -47,7 +46,7 @@ class POCATrainer(OnPolicyTrainer[POCASettings]):
         """Value and baseline estimates for every step (one critic pass each), rewards,
         lambda-returns (the group value's TD(lambda) targets), advantages = returns -
         baseline, and the stats, for trajectories appended in order."""
-        assert self.policy is not None and isinstance(self.optimizer, TorchPOCAOptimizer)
+        assert isinstance(self.optimizer, TorchPOCAOptimizer)
         optimizer = self.optimizer
         # trajectories_to_agentbuffer pads every teammate column to the widest trajectory's
         width = max((t.group_status.size for t in trajectories if t.group_status is not None),

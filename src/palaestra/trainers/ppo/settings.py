@@ -2,6 +2,7 @@
 from typing import Optional
 
 from palaestra import OnPolicyHyperparamSettings, ScheduleType, setting
+from palaestra.settings import MAX_EPOCHS
 
 
 class PPOSettings(OnPolicyHyperparamSettings):
@@ -9,7 +10,8 @@ class PPOSettings(OnPolicyHyperparamSettings):
     epsilon: float = setting(0.2, "Clip range of the policy ratio and of the value change.",
                              gt=0.0)
     lambd: float = setting(0.95, "GAE lambda.", ge=0.0, le=1.0)
-    num_epoch: int = setting(3, "Passes over the update buffer per update.", ge=1)
+    num_epoch: int = setting(3, "Passes over the update buffer per update.", ge=1,
+                             le=MAX_EPOCHS)
     shared_critic: bool = setting(False, "Actor and critic share one network body.")
     learning_rate_schedule: ScheduleType = setting(ScheduleType.LINEAR,
                                                    "constant, or linear decay to max_steps.")
@@ -24,6 +26,7 @@ class PPOSettings(OnPolicyHyperparamSettings):
         None, "Clip the gradient norm (palaestra extension; ML-Agents does not clip).", gt=0.0)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.beta_schedule is None:
             self.beta_schedule = self.learning_rate_schedule
         if self.epsilon_schedule is None:

@@ -24,7 +24,6 @@ class PPOTrainer(OnPolicyTrainer[PPOSettings]):
         return self.actor_critic_policy(behavior_spec, self.shared_critic)
 
     def create_optimizer(self) -> TorchOptimizer:
-        assert self.policy is not None
         return TorchPPOOptimizer(self.policy, self.trainer_settings)
 
     def _process_trajectory(self, trajectory: Trajectory) -> None:

@@ -19,7 +19,6 @@ class SACTrainer(OffPolicyTrainer[SACSettings]):
                                         conditional_sigma=True, tanh_squash=True)
 
     def create_optimizer(self) -> TorchOptimizer:
-        assert self.policy is not None
         return TorchSACOptimizer(self.policy, self.trainer_settings)
 
     def _process_trajectory(self, trajectory: Trajectory) -> None:

@@ -1,0 +1,97 @@
+"""Files that are either the old version or the new one, never half of either.
+
+Every file a run keeps (checkpoints, buffers, training_status.json, configuration.yaml) is
+written to `<name>.tmp-<pid>` in the same folder, flushed to disk, moved over the old name with
+`os.replace` and the folder entry flushed too: a kill or a power cut at any moment leaves the
+previous file intact. Temporary files a kill left behind are removed when the run starts again
+(`remove_stale_temp_files`).
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import IO, Any, Callable
+
+_TMP = re.compile(r"\.tmp-\d+$")
+# Fault injection for the kill tests (tests/test_faults.py): with this variable set to
+# `<file>` or `<file>:<n>`, the n-th file written (default 1st) stops half-written, creates
+# <file> and waits to be killed. Never set in real runs.
+PAUSE_ENV = "PALAESTRA_FAULT_PAUSE_IN_SAVE"
+_written = [0]
+
+
+def temp_name(path: str) -> str:
+    return f"{path}.tmp-{os.getpid()}"
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY)
+    except OSError:  # not every system opens folders (Windows); the file itself is synced
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _maybe_pause(fh: IO[bytes], path: str) -> None:
+    setting = os.environ.get(PAUSE_ENV)
+    if not setting:
+        return
+    marker, _, nth = setting.partition(":")
+    _written[0] += 1
+    if os.path.exists(marker) or _written[0] != int(nth or 1):
+        return
+    fh.flush()
+    with open(marker, "w", encoding="utf-8") as out:
+        out.write(path)
+    while True:  # the test kills the process now
+        time.sleep(3600)
+
+
+def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> None:
+    """`write(fh)` into a temporary file beside `path`, then move it into place."""
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            _maybe_pause(fh, path)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # failed mid-write (full disk, Ctrl-C): the old file stays as it was
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(os.path.dirname(path))
+
+
+def atomic_write_bytes(data: bytes, path: str) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(text: str, path: str) -> None:
+    atomic_write_bytes(text.encode("utf-8"), path)
+
+
+def remove_stale_temp_files(folder: str) -> int:
+    """Delete `*.tmp-<pid>` files in `folder` (not below it) that a killed save left; returns
+    how many. Only names palaestra itself gives temporary files are touched."""
+    removed = 0
+    if not os.path.isdir(folder):
+        return 0
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if _TMP.search(name) and os.path.isfile(path) and not os.path.islink(path):
+            try:
+                os.remove(path)
+                removed += 1
+            except OSError:
+                pass
+    return removed

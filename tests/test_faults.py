@@ -1,0 +1,168 @@
+"""Kill -9 at random moments: every run resumes and ends as an uninterrupted one would.
+
+A PPO run is killed 21 times and a SAC run (save_replay_buffer on) 10 times, a third of the
+kills while a checkpoint file is half-written (fault injection: the save pauses after writing
+part of the n-th file and the test kills it there). After every kill: `checkpoint.pt` reads,
+the status file is valid, and the next `--resume` starts at most one checkpoint interval (plus
+the trajectory that crossed it) before the last summary the killed process printed. At the
+end: the run reaches max_steps with as many updates as an uninterrupted run, TensorBoard shows
+every summary step once, no temporary file is left and at most keep_checkpoints step
+checkpoints.
+
+The kill moments are random (a fixed seed picks the delays, but the process's progress at a
+given delay varies); every moment must be safe, so the assertions do not depend on timing.
+"""
+import glob
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from helpers import TESTS_DIR, scalars
+from palaestra.atomic import PAUSE_ENV
+from palaestra.checkpoint import CheckpointManager, load_checkpoint
+
+pytestmark = pytest.mark.faults
+
+REWARD = "Environment/Cumulative Reward"
+INTERVAL = 512
+HORIZON = 32
+
+
+def _ppo_config(tmp_path):
+    path = tmp_path / "ppo.yaml"
+    path.write_text(yaml.safe_dump({"behaviors": {"fixed_length": {
+        "trainer_type": "ppo",
+        "hyperparameters": {"batch_size": 64, "buffer_size": 384, "num_epoch": 2},
+        "network_settings": {"hidden_units": 16, "num_layers": 1},
+        "max_steps": 40960, "time_horizon": 32, "summary_freq": 256,
+        "checkpoint_interval": INTERVAL, "keep_checkpoints": 3}},
+        "env_settings": {"env_path": "fault_envs:fixed_length", "num_envs": 2, "seed": 3}}))
+    return str(path), "fixed_length", 40960
+
+
+def _sac_config(tmp_path):
+    path = tmp_path / "sac.yaml"
+    path.write_text(yaml.safe_dump({"behaviors": {"Pendulum-v1": {
+        "trainer_type": "sac",
+        "hyperparameters": {"batch_size": 32, "buffer_size": 5000, "buffer_init_steps": 200,
+                            "save_replay_buffer": True},
+        "network_settings": {"hidden_units": 16, "num_layers": 1},
+        "max_steps": 3000, "time_horizon": 32, "summary_freq": 250,
+        "checkpoint_interval": INTERVAL, "keep_checkpoints": 2}},
+        "env_settings": {"env_path": "Pendulum-v1", "num_envs": 1, "seed": 3}}))
+    return str(path), "Pendulum-v1", 3000
+
+
+def _spawn(tmp_path, config, run_id, resume, log, pause=None):
+    env = dict(os.environ, PALAESTRA_NO_PROGRESS="1",
+               PYTHONPATH=os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")]))
+    env.pop(PAUSE_ENV, None)
+    if pause:
+        env[PAUSE_ENV] = pause
+    cmd = [sys.executable, "-m", "palaestra", "learn", config, "--run-id", run_id]
+    if resume:
+        cmd.append("--resume")
+    return subprocess.Popen(cmd, env=env, cwd=str(tmp_path), stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def _finished(tmp_path, config, run_id, resume):
+    log_path = tmp_path / f"{run_id}-final.log"
+    with open(log_path, "w") as log:
+        proc = _spawn(tmp_path, config, run_id, resume, log)
+        assert proc.wait(timeout=600) == 0, log_path.read_text()
+
+
+def _printed_steps(text):
+    return [int(s) for s in re.findall(r"Step: (\d+)\.", text)]
+
+
+def _check_after_kill(run_dir, behavior):
+    """The step the next --resume starts from (None: no checkpoint yet)."""
+    folder = os.path.join(run_dir, behavior)
+    step = None
+    if os.path.exists(os.path.join(folder, "checkpoint.pt")):
+        load_checkpoint(os.path.join(folder, "checkpoint.pt"))  # never unreadable
+        step = CheckpointManager(folder, behavior, 100).load_latest()[1]["step"]
+    status = os.path.join(run_dir, "run_logs", "training_status.json")
+    if os.path.exists(status):
+        with open(status) as fh:
+            json.load(fh)
+    return step
+
+
+def _kill_and_resume(tmp_path, config, behavior, max_steps, kills, rng):
+    run_id = "killed"
+    run_dir = str(tmp_path / "results" / run_id)
+    started = False
+    mid_save = 0
+    for k in range(kills):
+        log_path = tmp_path / f"kill-{k}.log"
+        during_save = k % 3 == 2
+        marker = str(tmp_path / f"saving-{k}")
+        with open(log_path, "w") as log:
+            proc = _spawn(tmp_path, config, run_id, started, log,
+                          f"{marker}:{rng.randint(1, 4)}" if during_save else None)
+            if during_save:
+                while not os.path.exists(marker) and proc.poll() is None:
+                    time.sleep(0.01)
+                mid_save += 1
+            else:
+                while "Run killed, seed" not in log_path.read_text() and proc.poll() is None:
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0.0, 0.8))
+            assert proc.poll() is None, "the run ended before its kill: " + \
+                log_path.read_text()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        started = started or os.path.isdir(run_dir)
+        resumed_at = _check_after_kill(run_dir, behavior)
+        printed = _printed_steps(log_path.read_text())
+        if printed and resumed_at is not None:
+            # a save is due once a trajectory crosses the interval: it may end past it
+            assert max(printed) - resumed_at <= INTERVAL + HORIZON, (printed, resumed_at)
+        assert resumed_at is None or resumed_at < max_steps
+    assert mid_save == kills // 3
+    _finished(tmp_path, config, run_id, started)
+    return run_dir
+
+
+def _check_end(ref_dir, run_dir, behavior, max_steps, keep):
+    ref = load_checkpoint(os.path.join(ref_dir, behavior, "checkpoint.pt"))
+    end = load_checkpoint(os.path.join(run_dir, behavior, "checkpoint.pt"))
+    assert end["step"] >= max_steps
+    assert end["updates"] == ref["updates"], (end["updates"], ref["updates"])
+    if "update_steps" in ref:
+        assert end["update_steps"] == ref["update_steps"]
+    steps = [s for s, _ in scalars(os.path.join(run_dir, behavior))[REWARD]]
+    assert len(steps) == len(set(steps)) and steps == sorted(steps), steps
+    assert not glob.glob(os.path.join(run_dir, "**", "*.tmp-*"), recursive=True)
+    assert len(glob.glob(os.path.join(run_dir, behavior, f"{behavior}-*.pt"))) <= keep
+
+
+def test_ppo_survives_21_kills(tmp_path):
+    config, behavior, max_steps = _ppo_config(tmp_path)
+    _finished(tmp_path, config, "reference", False)
+    run_dir = _kill_and_resume(tmp_path, config, behavior, max_steps, 21, random.Random(1))
+    _check_end(str(tmp_path / "results" / "reference"), run_dir, behavior, max_steps, 3)
+    ref = load_checkpoint(str(tmp_path / "results" / "reference" / behavior / "checkpoint.pt"))
+    assert ref["updates"] == max_steps // 384  # whole trajectories: every update is exact
+
+
+def test_sac_survives_10_kills(tmp_path):
+    config, behavior, max_steps = _sac_config(tmp_path)
+    _finished(tmp_path, config, "reference", False)
+    run_dir = _kill_and_resume(tmp_path, config, behavior, max_steps, 10, random.Random(2))
+    _check_end(str(tmp_path / "results" / "reference"), run_dir, behavior, max_steps, 2)
+    # the replay buffer came back with every resume: it holds as many rows as the reference
+    ref = glob.glob(str(tmp_path / "results" / "reference" / behavior / "buffer-*.npz"))
+    end = glob.glob(os.path.join(run_dir, behavior, "buffer-*.npz"))
+    assert len(ref) == len(end) == 1
