@@ -1,8 +1,9 @@
 """Kill -9 at random moments: every run resumes and ends as an uninterrupted one would.
 
 A PPO run is killed 21 times and a SAC run (save_replay_buffer on) 10 times, a third of the
-kills while a checkpoint file is half-written (fault injection: the save pauses after writing
-part of the n-th file and the test kills it there). After every kill: `checkpoint.pt` reads,
+kills while a checkpoint file is half-written (fault injection: the save pauses half-way
+through a file of a randomly chosen kind, buffer, step checkpoint, checkpoint.pt or status,
+and the test kills it there). After every kill: `checkpoint.pt` reads,
 the status file is valid, and the next `--resume` starts at most one checkpoint interval (plus
 the trajectory that crossed it) before the last summary the killed process printed. At the
 end: the run reaches max_steps with as many updates as an uninterrupted run, TensorBoard shows
@@ -34,6 +35,9 @@ pytestmark = pytest.mark.faults
 REWARD = "Environment/Cumulative Reward"
 INTERVAL = 512
 HORIZON = 32
+# the files of one save, in the order they are written: the buffer, the step checkpoint (the
+# first .pt of a save), checkpoint.pt, the status file
+SAVED_FILES = (".npz", ".pt", "checkpoint.pt", "training_status.json")
 
 
 def _ppo_config(tmp_path):
@@ -110,7 +114,7 @@ def _kill_and_resume(tmp_path, config, behavior, max_steps, kills, rng):
         marker = str(tmp_path / f"saving-{k}")
         with open(log_path, "w") as log:
             proc = _spawn(tmp_path, config, run_id, started, log,
-                          f"{marker}:{rng.randint(1, 4)}" if during_save else None)
+                          f"{marker}:{rng.choice(SAVED_FILES)}" if during_save else None)
             if during_save:
                 while not os.path.exists(marker) and proc.poll() is None:
                     time.sleep(0.01)

@@ -15,10 +15,9 @@ from typing import IO, Any, Callable
 
 _TMP = re.compile(r"\.tmp-\d+$")
 # Fault injection for the kill tests (tests/test_faults.py): with this variable set to
-# `<file>` or `<file>:<n>`, the n-th file written (default 1st) stops half-written, creates
-# <file> and waits to be killed. Never set in real runs.
+# `<file>` or `<file>:<suffix>`, the first write of a file whose name ends with <suffix> stops
+# half-written, creates <file> and waits to be killed. Never set in real runs.
 PAUSE_ENV = "PALAESTRA_FAULT_PAUSE_IN_SAVE"
-_written = [0]
 
 
 def temp_name(path: str) -> str:
@@ -42,9 +41,8 @@ def _maybe_pause(fh: IO[bytes], path: str) -> None:
     setting = os.environ.get(PAUSE_ENV)
     if not setting:
         return
-    marker, _, nth = setting.partition(":")
-    _written[0] += 1
-    if os.path.exists(marker) or _written[0] != int(nth or 1):
+    marker, _, suffix = setting.partition(":")
+    if os.path.exists(marker) or not path.endswith(suffix):
         return
     fh.flush()
     with open(marker, "w", encoding="utf-8") as out:

@@ -51,7 +51,7 @@ def _scalar(text: str, key: str = "") -> Any:
     """A YAML scalar, with `1e-3` read as a number (YAML 1.1 would keep it a string). Read with
     the config file's loader, so that a value from the command line has the same limits (no
     alias explosion, no deep nesting), and a value that is not YAML is named."""
-    from palaestra.config import StrictYAMLLoader
+    from palaestra.yaml_reader import StrictYAMLLoader
 
     try:
         value = yaml.load(text, Loader=StrictYAMLLoader)  # noqa: S506 (a SafeLoader subclass)
