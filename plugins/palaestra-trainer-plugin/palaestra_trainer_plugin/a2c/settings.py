@@ -15,6 +15,8 @@ class A2CSettings(OnPolicyHyperparamSettings):
     beta_schedule: Optional[ScheduleType] = setting(
         None, "Schedule of beta; defaults to learning_rate_schedule.")
     max_grad_norm: Optional[float] = setting(0.5, "Clip the gradient norm.", gt=0.0)
+    normalize_advantage: bool = setting(
+        True, "Standardise the advantages over each update buffer; false: raw GAE advantages.")
 
     def __post_init__(self) -> None:
         super().__post_init__()

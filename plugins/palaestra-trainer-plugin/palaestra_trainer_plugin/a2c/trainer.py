@@ -1,4 +1,10 @@
-"""The A2C trainer: on-policy, GAE targets from palaestra's helper, one loss of its own."""
+"""The A2C trainer: on-policy, GAE targets from palaestra's helper, one loss of its own.
+
+A2C is synchronous: every agent acts `time_horizon` steps with the current policy, the
+segments (bootstrapped from the critic at the cut) make one batch, one gradient step is taken
+on it, and it is thrown away. With a `time_horizon` much longer than `buffer_size` / agents,
+trajectories span many updates and each update trains on data from older policies, which
+A2C's loss cannot correct (see `optimizer`)."""
 from typing import Dict, Sequence, Tuple
 
 from palaestra import (BehaviorIdentifiers, BehaviorSpec, OnPolicyTrainer, TorchOptimizer,
@@ -29,7 +35,7 @@ class A2CTrainer(OnPolicyTrainer[A2CSettings]):
         would cost more than the update itself."""
         buffer = self.process_with_gae_batch(trajectories, self.hyperparameters.lambd)
         for trajectory in trajectories:
-            super()._process_trajectory(trajectory)  # step counting, summaries, checkpoints
+            super()._process_trajectory(trajectory)  # step counting
         self._append_to_update_buffer(buffer)
 
 
