@@ -108,3 +108,22 @@ def renamed(name: str = "CartPole"):
     from palaestra.envs.gym_adapter import GymnasiumEnv
 
     return GymnasiumEnv(lambda: gym.make("CartPole-v1"), 1, name, 0)
+
+
+class Failing(FixedLength):
+    """Raises inside `step` after `after` steps (a bug in the user's environment)."""
+
+    def __init__(self, after: int = 300) -> None:
+        super().__init__(8)
+        self.after = after
+        self.steps = 0
+
+    def step(self, action: Any):
+        self.steps += 1
+        if self.steps > self.after:
+            raise RuntimeError("the simulator crashed")
+        return super().step(action)
+
+
+def failing(after: int = 300) -> gym.Env:
+    return Failing(int(after))

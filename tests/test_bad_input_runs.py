@@ -270,3 +270,137 @@ def test_a_missing_init_path_names_the_key(tmp_path, capsys):
     config["behaviors"]["CartPole-v1"]["init_path"] = "nope/checkpoint.pt"
     project = project_with(tmp_path, {"config.yaml": yaml.safe_dump(config)})
     refused(project, LEARN + ["--run-id", "r"], capsys, "init_path", "does not exist")
+
+
+# -- links planted in a run folder, runs in use, reserved names ------------------------------
+def test_a_run_logs_link_to_outside_is_refused(trained, tmp_path, capsys):
+    project, run_dir = _copy_run(trained, tmp_path, "cartpole", _more_steps(CARTPOLE, 400))
+    outside = os.path.join(os.path.dirname(project), "neighbour")
+    with open(os.path.join(outside, "db.tmp-42"), "w") as fh:
+        fh.write("precious")
+    shutil.rmtree(os.path.join(run_dir, "run_logs"))
+    os.symlink(outside, os.path.join(run_dir, "run_logs"))
+    refused(project, LEARN + ["--run-id", "r", "--resume"], capsys, "run_logs", "link",
+            allowed=RUN)
+
+
+def test_links_planted_at_temporary_names_are_not_written_through(trained, tmp_path, capsys):
+    project, run_dir = _copy_run(trained, tmp_path, "cartpole", _more_steps(CARTPOLE, 400))
+    outside = os.path.join(os.path.dirname(project), "neighbour")
+    pid = os.getpid()  # the run is in-process: its temporary names end in this pid
+    for folder, name in (("CartPole-v1", "checkpoint.pt"), ("CartPole-v1", "CartPole-v1-400.pt"),
+                         ("run_logs", "training_status.json"), ("", "configuration.yaml")):
+        victim = os.path.join(outside, f"victim-{name}")
+        with open(victim, "w") as fh:
+            fh.write("ORIGINAL")
+        os.symlink(victim, os.path.join(run_dir, folder, f"{name}.tmp-{pid}"))
+    outcome = run(project, LEARN + ["--run-id", "r", "--resume"], capsys, allowed=RUN)
+    assert outcome.rc == 0 and not outcome.changed, outcome
+
+
+@pytest.mark.parametrize("status", ["[" * 200_000, "dir"], ids=["deep", "a-folder"])
+def test_a_status_file_that_cannot_be_read_is_rebuilt(trained, tmp_path, capsys, status):
+    project, run_dir = _copy_run(trained, tmp_path, "cartpole", _more_steps(CARTPOLE, 400))
+    path = os.path.join(run_dir, "run_logs", "training_status.json")
+    os.remove(path)
+    if status == "dir":
+        os.mkdir(path)
+    else:
+        with open(path, "w") as fh:
+            fh.write(status)
+    outcome = run(project, LEARN + ["--run-id", "r", "--resume"], capsys, allowed=RUN)
+    assert outcome.rc == 0 and not outcome.changed, outcome
+    with open(path) as fh:
+        assert "CartPole-v1" in fh.read()
+
+
+def _rewrite_checkpoints(run_dir, behavior, change):
+    folder = os.path.join(run_dir, behavior)
+    for name in os.listdir(folder):
+        if name.endswith(".pt"):
+            saved = torch.load(os.path.join(folder, name), weights_only=True)
+            change(saved)
+            torch.save(saved, os.path.join(folder, name))
+
+
+def _nan_weights(saved):
+    for module in saved["modules"].values():
+        for value in module.values():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                value.fill_(float("nan"))
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda s: s.update(updates="x"), "bad trainer state"),
+    (lambda s: s.update(step=10 ** 30), "not a palaestra checkpoint"),
+    (lambda s: s.update(step=True), "not a palaestra checkpoint"),
+    (_nan_weights, "not finite"),
+], ids=["updates-text", "huge-step", "bool-step", "nan-weights"])
+def test_a_checkpoint_with_impossible_values_is_refused(trained, tmp_path, capsys, change,
+                                                       needle):
+    project, run_dir = _copy_run(trained, tmp_path, "cartpole", _more_steps(CARTPOLE, 400))
+    _rewrite_checkpoints(run_dir, "CartPole-v1", change)
+    refused(project, LEARN + ["--run-id", "r", "--resume"], capsys, needle, allowed=RUN)
+
+
+def test_a_compressed_checkpoint_is_refused_before_it_is_expanded(trained, tmp_path, capsys):
+    import zipfile
+    project, run_dir = _copy_run(trained, tmp_path, "cartpole", _more_steps(CARTPOLE, 400))
+    folder = os.path.join(run_dir, "CartPole-v1")
+    for name in os.listdir(folder):
+        if name.endswith(".pt"):
+            path = os.path.join(folder, name)
+            with zipfile.ZipFile(path) as archive:
+                members = [(info.filename, archive.read(info)) for info in archive.infolist()]
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+                for member, data in members:
+                    archive.writestr(member, data)
+    refused(project, LEARN + ["--run-id", "r", "--resume"], capsys, "compressed", allowed=RUN)
+
+
+def test_falling_back_to_a_step_checkpoint_whose_buffer_was_rotated_away(trained, tmp_path,
+                                                                         capsys, caplog):
+    project, run_dir = _copy_run(trained, tmp_path, "sac", _more_steps(SAC, 250))
+    folder = os.path.join(run_dir, "Pendulum-v1")
+    steps = sorted(int(n.split("-")[-1][:-3]) for n in os.listdir(folder)
+                   if n.startswith("Pendulum-v1-"))
+    for name in ("checkpoint.pt", f"Pendulum-v1-{steps[-1]}.pt"):
+        with open(os.path.join(folder, name), "wb") as fh:
+            fh.write(b"junk")
+    outcome = run(project, ["learn", "config.yaml", "--run-id", "r", "--resume"], capsys,
+                  allowed=RUN)
+    assert outcome.rc == 0 and not outcome.changed, outcome
+    assert "was not kept: the run goes on with an empty buffer" in caplog.text
+
+
+def test_a_run_in_use_is_neither_resumed_nor_forced(trained, tmp_path, capsys):
+    from palaestra.paths import lock_run
+    project, run_dir = _copy_run(trained, tmp_path, "cartpole", _more_steps(CARTPOLE, 400))
+    lock = lock_run(run_dir)  # another process training it
+    try:
+        refused(project, LEARN + ["--run-id", "r", "--resume"], capsys, "in use", allowed=RUN)
+        refused(project, LEARN + ["--run-id", "r", "--force"], capsys, "in use")
+        assert os.path.exists(os.path.join(run_dir, "CartPole-v1", "checkpoint.pt"))
+    finally:
+        lock.close()
+
+
+@pytest.mark.parametrize("name", ["run_logs", "configuration.yaml", "run_logs/x"])
+def test_a_behavior_named_like_palaestras_own_files_is_refused(tmp_path, capsys, name):
+    config = {"env_settings": {"env_path": "fault_envs:renamed", "env_args": {"name": name}}}
+    project = project_with(tmp_path, {"config.yaml": yaml.safe_dump(config)})
+    refused(project, LEARN + ["--run-id", "r", "--max-steps", "100"], capsys, "palaestra's own")
+
+
+def test_a_behavior_folder_inside_another_behaviors_is_refused():
+    from palaestra.paths import UnsafePathError, check_behavior_folders
+    check_behavior_folders(["m", "ALE/Pong-v5", "ALE/Breakout-v5"])
+    with pytest.raises(UnsafePathError, match="inside the first"):
+        check_behavior_folders(["m", "m/buffer-5.npz"])
+
+
+def test_no_reward_signal_is_refused(tmp_path, capsys):
+    config = yaml.safe_load(CARTPOLE)
+    config["behaviors"]["CartPole-v1"]["reward_signals"] = {}
+    project = project_with(tmp_path, {"config.yaml": yaml.safe_dump(config)})
+    refused(project, LEARN + ["--run-id", "r"], capsys, "reward_signals", "extrinsic")

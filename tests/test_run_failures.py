@@ -244,3 +244,20 @@ def test_a_full_disk_ends_the_run_with_one_line_and_the_last_checkpoint_intact(
     assert "Traceback" not in err
     assert _finite_checkpoint(results / "r" / "CartPole-v1" / "checkpoint.pt") == 0
     assert not list(results.glob("**/*.tmp-*"))
+
+
+def test_an_error_inside_the_environment_saves_first(tmp_path, caplog):
+    config = _config(tmp_path, "fault_envs:failing")
+    results = tmp_path / "results"
+    with pytest.raises(RuntimeError, match="the simulator crashed"):
+        learn(config, "--run-id", "r", "--results-dir", str(results))
+    assert "The environment failed: saving checkpoints" in caplog.text
+    assert torch.load(results / "r" / "failing" / "checkpoint.pt", weights_only=True)["step"] > 0
+
+
+def test_sigterm_during_start_up_says_so_and_leaves_no_folder(tmp_path):
+    rc, out, err = _signal_when_hanging(tmp_path, signal.SIGTERM, "--env",
+                                        "fault_envs:hanging_factory", "--run-id", "s")
+    assert rc == 143, out + err
+    assert err.strip().startswith("Terminated") and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "results" / "s").exists()

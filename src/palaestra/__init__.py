@@ -3,48 +3,88 @@
 Everything a trainer plugin needs is importable from here; `docs/plugin-api.md` documents it.
 palaestra's own trainers (`palaestra.trainers`) use nothing else.
 """
-from typing import TYPE_CHECKING, Any
+import importlib
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
-from palaestra.buffer import (AgentBuffer, BufferKey, ObservationKeyPrefix, ReplayBuffer,
-                              RewardSignalKeyPrefix, advantage_key, baselines_key, group_obs_key,
-                              next_obs_key, obs_key, returns_key, rewards_key,
-                              value_estimates_key)
-from palaestra.envs.base import (ActionSpec, ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
-                                 ObservationKind, ObservationSpec, TerminalSteps)
-from palaestra.exception import (CheckpointError, EnvironmentSetupError, PalaestraError,
-                                 TrainerConfigError, TrainerNotReadyError)
-from palaestra.model_utils import DecayedValue, ModelUtils
-from palaestra.optim import Adam
-from palaestra.networks import (ActionModel, AgentAction, NetworkBody, SharedActorCritic,
-                                SimpleActor, ValueNetwork, obs_tensors)
-from palaestra.optimizer import RewardSignal, TorchOptimizer
-from palaestra.policy import ActionInfo, TorchPolicy
-from palaestra.settings import (EncoderType, HyperparamSettings, NetworkSettings,
-                                OffPolicyHyperparamSettings, OnPolicyHyperparamSettings,
-                                RewardSignalSettings, RewardSignalType, ScheduleType, Settings,
-                                TrainerSettings, setting)
-from palaestra.stats import StatsReporter, StatsSummary, StatsWriter
-from palaestra.trainer import (BehaviorIdentifiers, OffPolicyTrainer, OnPolicyTrainer, RLTrainer,
-                               compute_gae, discount_rewards, get_gae)
-from palaestra.trajectory import AgentExperience, Trajectory
-import palaestra.envs.builtin  # noqa: E402,F401  (registers the palaestra/<Name>-v0 Gymnasium ids)
+import palaestra.envs.builtin  # noqa: F401  (registers the palaestra/<Name>-v0 Gymnasium ids)
+
+# Every public name, by the module that defines it. They are imported on first use (PEP 562):
+# `import palaestra` (and the `palaestra` command, before it can handle Ctrl-C) does not pay
+# for torch until something needs it, and `palaestra.trainers.ppo`, written against these
+# names, can import them without the two modules importing each other.
+_PUBLIC: Dict[str, Tuple[str, ...]] = {
+    "palaestra.buffer": (
+        "AgentBuffer", "BufferKey", "ObservationKeyPrefix", "ReplayBuffer", "RewardSignalKeyPrefix",
+        "advantage_key", "baselines_key", "group_obs_key", "next_obs_key", "obs_key", "returns_key",
+        "rewards_key", "value_estimates_key"),
+    "palaestra.envs.base": (
+        "ActionSpec", "ActionTuple", "BaseEnv", "BehaviorSpec", "DecisionSteps", "ObservationKind",
+        "ObservationSpec", "TerminalSteps"),
+    "palaestra.exception": (
+        "CheckpointError", "EnvironmentSetupError", "PalaestraError", "TrainerConfigError",
+        "TrainerNotReadyError"),
+    "palaestra.model_utils": (
+        "DecayedValue", "ModelUtils"),
+    "palaestra.optim": (
+        "Adam",),
+    "palaestra.networks": (
+        "ActionModel", "AgentAction", "NetworkBody", "SharedActorCritic", "SimpleActor",
+        "ValueNetwork", "obs_tensors"),
+    "palaestra.optimizer": (
+        "RewardSignal", "TorchOptimizer"),
+    "palaestra.policy": (
+        "ActionInfo", "TorchPolicy"),
+    "palaestra.settings": (
+        "EncoderType", "HyperparamSettings", "NetworkSettings", "OffPolicyHyperparamSettings",
+        "OnPolicyHyperparamSettings", "RewardSignalSettings", "RewardSignalType", "ScheduleType",
+        "Settings", "TrainerSettings", "setting"),
+    "palaestra.stats": (
+        "StatsReporter", "StatsSummary", "StatsWriter"),
+    "palaestra.trainer": (
+        "BehaviorIdentifiers", "OffPolicyTrainer", "OnPolicyTrainer", "RLTrainer", "compute_gae",
+        "discount_rewards", "get_gae"),
+    "palaestra.trajectory": (
+        "AgentExperience", "Trajectory"),
+    "palaestra.trainers.ppo": (
+        "PPOSettings", "PPOTrainer", "TorchPPOOptimizer"),
+}
+_MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
 
 if TYPE_CHECKING:
+    from palaestra.buffer import (AgentBuffer, BufferKey, ObservationKeyPrefix, ReplayBuffer,
+                                  RewardSignalKeyPrefix, advantage_key, baselines_key,
+                                  group_obs_key, next_obs_key, obs_key, returns_key, rewards_key,
+                                  value_estimates_key)
+    from palaestra.envs.base import (ActionSpec, ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
+                                     ObservationKind, ObservationSpec, TerminalSteps)
+    from palaestra.exception import (CheckpointError, EnvironmentSetupError, PalaestraError,
+                                     TrainerConfigError, TrainerNotReadyError)
+    from palaestra.model_utils import DecayedValue, ModelUtils
+    from palaestra.optim import Adam
+    from palaestra.networks import (ActionModel, AgentAction, NetworkBody, SharedActorCritic,
+                                    SimpleActor, ValueNetwork, obs_tensors)
+    from palaestra.optimizer import RewardSignal, TorchOptimizer
+    from palaestra.policy import ActionInfo, TorchPolicy
+    from palaestra.settings import (EncoderType, HyperparamSettings, NetworkSettings,
+                                    OffPolicyHyperparamSettings, OnPolicyHyperparamSettings,
+                                    RewardSignalSettings, RewardSignalType, ScheduleType, Settings,
+                                    TrainerSettings, setting)
+    from palaestra.stats import StatsReporter, StatsSummary, StatsWriter
+    from palaestra.trainer import (BehaviorIdentifiers, OffPolicyTrainer, OnPolicyTrainer,
+                                   RLTrainer, compute_gae, discount_rewards, get_gae)
+    from palaestra.trajectory import AgentExperience, Trajectory
     from palaestra.trainers.ppo import PPOSettings, PPOTrainer, TorchPPOOptimizer
 else:
-    _PPO_NAMES = ("PPOSettings", "PPOTrainer", "TorchPPOOptimizer")
-
     def __getattr__(name: str) -> Any:
-        """PPO's names, imported on first use: `palaestra.trainers.ppo` is written against this
-        module's names (`from palaestra import ...`), so importing it above, before they are all
-        bound, would make the two modules import each other."""
-        if name in _PPO_NAMES:
-            from palaestra.trainers import ppo
-
-            value = getattr(ppo, name)
+        if name in _MODULE_OF:
+            value = getattr(importlib.import_module(_MODULE_OF[name]), name)
             globals()[name] = value
             return value
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted({*globals(), *_MODULE_OF})
 
 
 __version__ = "0.1.0"

@@ -51,21 +51,40 @@ def _maybe_pause(fh: IO[bytes], path: str) -> None:
         time.sleep(3600)
 
 
+_NEW_FILE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+             | getattr(os, "O_BINARY", 0))
+
+
+def open_new(path: str) -> IO[bytes]:
+    """A new file at `path`, never through a link: a run folder may come from elsewhere, and a
+    link planted at a temporary name would otherwise have palaestra write through it, outside
+    the folder. Whatever is at the name already (a leftover, a link) is removed first; removing
+    a link does not touch what it points to."""
+    try:
+        fd = os.open(path, _NEW_FILE, 0o644)
+    except FileExistsError:
+        os.unlink(path)
+        fd = os.open(path, _NEW_FILE, 0o644)
+    return os.fdopen(fd, "wb")
+
+
 def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> None:
     """`write(fh)` into a temporary file beside `path`, then move it into place."""
     tmp = temp_name(path)
     try:
-        with open(tmp, "wb") as fh:
+        with open_new(tmp) as fh:
             write(fh)
             _maybe_pause(fh, path)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:  # failed mid-write (full disk, Ctrl-C): the old file stays as it was
+    except BaseException as exc:  # failed mid-write (full disk, Ctrl-C): the old file stays
         try:
             os.remove(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:  # a write()'s error names no file
+            raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
         raise
     _fsync_dir(os.path.dirname(path))
 
@@ -79,14 +98,15 @@ def atomic_write_text(text: str, path: str) -> None:
 
 
 def remove_stale_temp_files(folder: str) -> int:
-    """Delete `*.tmp-<pid>` files in `folder` (not below it) that a killed save left; returns
-    how many. Only names palaestra itself gives temporary files are touched."""
+    """Delete `*.tmp-<pid>` files (and links of such names: unlinking a link leaves its target
+    alone) in `folder`, not below it, that a killed save left; returns how many. Only names
+    palaestra itself gives temporary files are touched."""
     removed = 0
     if not os.path.isdir(folder):
         return 0
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
-        if _TMP.search(name) and os.path.isfile(path) and not os.path.islink(path):
+        if _TMP.search(name) and (os.path.islink(path) or os.path.isfile(path)):
             try:
                 os.remove(path)
                 removed += 1

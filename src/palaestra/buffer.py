@@ -8,12 +8,20 @@ index permutation, never an element-by-element shuffle (the cost ML-Agents pays 
 from __future__ import annotations
 
 import enum
+import math
+import os
+import stat
 import zipfile
-from typing import Dict, Hashable, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import (IO, TYPE_CHECKING, Dict, Hashable, Iterable, Iterator, List, Optional, Tuple,
+                    Union)
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from palaestra.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from palaestra.envs.base import BehaviorSpec
 
 
 class BufferKey(str, enum.Enum):
@@ -306,17 +314,153 @@ def save_columns(columns: _Columns, path: str) -> None:
 
 def load_columns(path: str) -> AgentBuffer:
     """A buffer saved by `save_columns`. Anything else (a damaged or tampered file, columns of
-    unequal length, unknown field names) raises ValueError naming the file and the fault."""
+    unequal length, unknown field names) raises ValueError naming the file and the fault.
+
+    The file may come from a run folder downloaded from someone else, so it is read as hostile:
+    `_open_regular_file` and `_check_npz` refuse, before any array is allocated, what would
+    hang (a FIFO), leave the run folder (a symlink), run code (pickles) or allocate more than
+    the file holds (a forged .npy header, a compression bomb). The arrays are then read from
+    the same open file and the same archive that was checked."""
     loaded = AgentBuffer()
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise ValueError("not an .npz archive")
-            for name in data.files:
-                loaded[_decode_key(name)] = data[name]
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ValueError(f"buffer file {path} cannot be read: {exc}") from None
+        with _open_regular_file(path) as fh, zipfile.ZipFile(fh) as archive:
+            for member in _check_npz(archive, os.fstat(fh.fileno()).st_size):
+                with archive.open(member) as column:
+                    array = npy_format.read_array(column, allow_pickle=False)
+                loaded[_decode_key(member.filename[: -len(".npy")])] = array
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError, TypeError,
+            MemoryError, RuntimeError) as exc:  # RuntimeError: RecursionError included
+        raise ValueError(f"buffer file {path} cannot be read: "
+                         f"{str(exc) or type(exc).__name__}") from None
     return loaded
+
+
+def _open_regular_file(path: str) -> IO[bytes]:
+    """`path` opened for reading, if it is a regular file and not a symlink: opening a FIFO or
+    a device (a link to /dev/stdin) blocks forever, and a link may point outside the run
+    folder. Checked again on the open descriptor, so the file cannot be swapped in between."""
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        raise ValueError("it is not a regular file (a symlink, FIFO or device; palaestra "
+                         "writes buffers as plain files)")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                 | getattr(os, "O_BINARY", 0))
+    fh = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fh.close()
+        raise ValueError("it is not a regular file")
+    return fh
+
+
+_COLUMN_KINDS = "biuf"  # bool, integers, floats: everything palaestra stores in a buffer
+
+
+def _check_npz(archive: zipfile.ZipFile, file_size: int) -> List[zipfile.ZipInfo]:
+    """The members of an archive written by `save_columns`, after checking each one's .npy
+    header without reading its data.
+
+    `np.savez` stores one uncompressed .npy member per column, so anything else is refused:
+    a compressed member (a few MB can expand to GBs), a name not ending in .npy, members
+    declaring more bytes than the file holds (overlapping members), and headers declaring a
+    dtype palaestra never stores (objects, strings, complex, structured), a 0-d array, or more
+    data than the member holds (numpy allocates the declared shape before reading: a forged
+    header of (10**12, 4) asks for TiBs). After this no array can be larger than the file.
+    """
+    members = archive.infolist()
+    if not members:
+        raise ValueError("the archive holds no columns")
+    total, seen = 0, set()
+    for member in members:
+        name = member.filename
+        if not name.endswith(".npy") or name in seen:
+            raise ValueError(f"member {name!r} is not a column palaestra writes")
+        seen.add(name)
+        if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 0x1:
+            raise ValueError(f"member {name!r} is compressed or encrypted (palaestra stores "
+                             "columns uncompressed)")
+        total += member.compress_size
+        if member.file_size != member.compress_size or total > file_size:
+            raise ValueError(f"member {name!r} declares more data than the file holds")
+        with archive.open(member) as column:
+            version = npy_format.read_magic(column)
+            if version == (1, 0):
+                shape, _, dtype = npy_format.read_array_header_1_0(column)
+            elif version == (2, 0):
+                shape, _, dtype = npy_format.read_array_header_2_0(column)
+            else:
+                raise ValueError(f"member {name!r} has .npy format version {version}")
+        if dtype.kind not in _COLUMN_KINDS:
+            raise ValueError(f"column {name[:-4]!r} has dtype {dtype}; buffers hold only "
+                             "booleans, integers and floats")
+        if not shape or min(shape) < 0:
+            raise ValueError(f"column {name[:-4]!r} has shape {shape}; a column needs one row "
+                             "per experience")
+        if math.prod(shape) * dtype.itemsize > member.file_size:
+            raise ValueError(f"column {name[:-4]!r} declares shape {shape} of {dtype}, more "
+                             f"than the {member.file_size} bytes it holds")
+    return members
+
+
+def check_columns_fit(buffer: AgentBuffer, spec: "BehaviorSpec") -> None:
+    """Raise ValueError unless `buffer` (one loaded from a checkpoint's buffer file) holds
+    columns a trainer of the behavior `spec` can train on: observations of the spec's shapes,
+    actions of its widths with discrete actions inside their branches, and the reward and
+    done columns. A tampered or foreign file would otherwise pass `load_columns` and fail
+    only later, mid-training (an action of 10**9 as an index error deep inside the update).
+    Only what the buffer holds is checked against the spec, not which trainer wrote it."""
+    n_obs = len(spec.observation_specs)
+    for key in buffer.keys():
+        if (isinstance(key, tuple) and isinstance(key[0], ObservationKeyPrefix)
+                and not 0 <= key[1] < n_obs):
+            raise ValueError(f"it holds {key[0].value} {key[1]}, the behavior has {n_obs} "
+                             "observation(s)")
+    for i, obs in enumerate(spec.observation_specs):
+        shape = tuple(obs.shape)
+        _check_width(buffer, obs_key(i), f"observation {i}", shape, required=True)
+        _check_width(buffer, next_obs_key(i), f"next observation {i}", shape)
+        _check_width(buffer, group_obs_key(i), f"teammates' observation {i}", shape, group=True)
+    actions = spec.action_spec
+    branches = tuple(actions.discrete_branches)
+    _check_width(buffer, BufferKey.CONTINUOUS_ACTION, "continuous action",
+                 (actions.continuous_size,), required=actions.continuous_size > 0)
+    _check_width(buffer, BufferKey.GROUP_CONTINUOUS_ACTION, "teammates' continuous action",
+                 (actions.continuous_size,), group=True)
+    _check_width(buffer, BufferKey.ACTION_MASK, "action mask", (sum(branches),))
+    for key, group in ((BufferKey.DISCRETE_ACTION, False),
+                       (BufferKey.GROUP_DISCRETE_ACTION, True)):
+        what = "teammates' discrete action" if group else "discrete action"
+        _check_width(buffer, key, what, (len(branches),), required=bool(branches) and not group,
+                     group=group)
+        if key not in buffer:
+            continue
+        values = np.asarray(buffer[key], np.float64)  # NaN and 0.5 fail the test below too
+        for b, size in enumerate(branches):
+            column = values[..., b]
+            bad = ~((column >= 0) & (column < size) & (column == np.floor(column)))
+            if bad.any():
+                raise ValueError(f"its {what} branch {b} holds {column[bad].flat[0]:g}, the "
+                                 f"behavior's branch {b} has actions 0 to {size - 1}")
+    for key in (BufferKey.ENVIRONMENT_REWARDS, BufferKey.DONE):
+        _check_width(buffer, key, key.value.replace("_", " "), (), required=True)
+
+
+def _check_width(buffer: AgentBuffer, key: Hashable, what: str, shape: Tuple[int, ...],
+                 required: bool = False, group: bool = False) -> None:
+    """The column `key`, if present (or `required`), is (n, *shape); (n, M, *shape) for a
+    teammates' column (`group`), M being the number of teammate slots."""
+    if key not in buffer:
+        if required:
+            raise ValueError(f"it has no {what} column")
+        return
+    found = tuple(buffer[key].shape)  # type: ignore[index]
+    rows = found[:2] if group else found[:1]
+    if len(rows) != (2 if group else 1) or found[len(rows):] != shape:
+        raise ValueError(f"its {what} column has shape {found}, the behavior's is "
+                         f"{_shape_text(shape, group)}")
+
+
+def _shape_text(shape: Tuple[int, ...], group: bool) -> str:
+    """(n, 3, 4) or (n, M, 3, 4): the shape of a column whose rows are `shape`."""
+    return "(" + ", ".join(["n", "M"][: 1 + group] + [str(d) for d in shape]) + ")"
 
 
 def _encode_key(key: Hashable) -> str:

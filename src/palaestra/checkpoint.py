@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import time
+import zipfile
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
@@ -27,6 +28,8 @@ from palaestra.exception import CheckpointError
 logger = logging.getLogger("palaestra")
 
 LATEST = "checkpoint.pt"
+# training_status.json lists keep_checkpoints entries per behavior: kilobytes.
+_MAX_STATUS_BYTES = 16 * 2 ** 20
 _BUFFER = re.compile(r"^buffer-(\d+)\.npz$")
 
 
@@ -52,14 +55,37 @@ def state_of(modules: Mapping[str, Any]) -> Dict[str, Any]:
     return {name: module.state_dict() for name, module in modules.items()}
 
 
+# Above any step count a run can reach (settings' MAX_STEPS): a larger one is not palaestra's.
+_MAX_STEP = 10 ** 15
+
+
+def _check_archive(path: str) -> None:
+    """torch.save writes an uncompressed zip; a compressed member (a "zip bomb": a few MB that
+    expand to gigabytes while torch reads them) or one larger than the file is refused before
+    torch allocates anything."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: it is damaged or not a "
+                              f"palaestra checkpoint ({exc})") from None
+    size = os.path.getsize(path)
+    for member in members:
+        if member.compress_type != zipfile.ZIP_STORED or member.file_size > size:
+            raise CheckpointError(f"checkpoint {path} holds a compressed entry "
+                                  f"({member.filename}), which palaestra never writes; it is "
+                                  "not read")
+
+
 def load_checkpoint(path: str) -> Dict[str, Any]:
     """The payload of a checkpoint file, or a CheckpointError that says what is wrong with it
     (and never suggests loading it unsafely)."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist, or is not a file")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it is not a file "
                               "palaestra wrote, or the disk lost it")
+    _check_archive(path)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged archives
@@ -75,9 +101,9 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} cannot be read: it is damaged or not a "
                               f"palaestra checkpoint ({reason})") from None
     if not (isinstance(saved, dict) and isinstance(saved.get("modules"), dict)
-            and isinstance(saved.get("step"), int) and saved["step"] >= 0):
+            and type(saved.get("step")) is int and 0 <= saved["step"] <= _MAX_STEP):
         raise CheckpointError(f"checkpoint {path} is not a palaestra checkpoint (it needs "
-                              "'modules' and a whole 'step' >= 0)")
+                              f"'modules' and a whole 'step' from 0 to {_MAX_STEP})")
     return saved
 
 
@@ -92,10 +118,12 @@ def restore_modules(modules: Mapping[str, Any], saved: Mapping[str, Any], path: 
                                   "was it written by a different trainer type?")
         try:
             module.load_state_dict(saved[name])
-        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError,
+                IndexError) as exc:
+            detail = " ".join(str(exc).split())
+            detail = detail if len(detail) <= 300 else detail[:297] + "..."
             raise CheckpointError(f"checkpoint {path}: '{name}' does not fit this network "
-                                  f"(changed network_settings?): {first}") from None
+                                  f"(changed network_settings?): {detail}") from None
 
 
 class CheckpointManager:
@@ -138,7 +166,8 @@ class CheckpointManager:
         return os.path.isfile(self.latest_path) or bool(self.step_checkpoints())
 
     def buffer_path(self, name: str) -> str:
-        """The buffer file a checkpoint names, only if the name is one palaestra gives."""
+        """The buffer file a checkpoint names, only if the name is one palaestra gives (a
+        plain name in this folder; whether it is a plain file is load_columns' check)."""
         if not isinstance(name, str) or not _BUFFER.match(name):
             raise CheckpointError(f"a checkpoint in {self.dir} names the buffer file {name!r}, "
                                   "which is not a name palaestra writes")
@@ -205,16 +234,27 @@ class CheckpointManager:
     def _read_status(self) -> Dict[str, Any]:
         """The status file's content, or {} (with a warning) if it is missing or damaged: it
         is bookkeeping for people and tools, rebuilt from the files on disk."""
-        if self.status_path is None or not os.path.isfile(self.status_path):
+        path = self.status_path
+        if path is None or not os.path.lexists(path):
             return {}
         try:
-            with open(self.status_path, encoding="utf-8") as fh:
+            if os.path.islink(path) or not os.path.isfile(path):
+                raise ValueError("it is not a plain file")
+            if os.path.getsize(path) > _MAX_STATUS_BYTES:
+                raise ValueError(f"larger than {_MAX_STATUS_BYTES // 2 ** 20} MiB")
+            with open(path, encoding="utf-8") as fh:
                 data = json.load(fh)
             if not isinstance(data, dict):
                 raise ValueError("the top level is not a mapping")
             return data
-        except (OSError, ValueError) as exc:
-            logger.warning("%s cannot be read (%s): writing it anew", self.status_path, exc)
+        except (OSError, ValueError, RecursionError) as exc:
+            logger.warning("%s cannot be read (%s): writing it anew", path, exc)
+            if os.path.isdir(path) and not os.path.islink(path):
+                try:  # moved aside inside run_logs (kept for the user), so it can be written
+                    os.rename(path, f"{path}.not-a-file-{int(time.time())}")
+                except OSError:
+                    logger.warning("%s stays a folder: the status is not written", path)
+                    self.status_path = None
             return {}
 
     def _write_status(self, step: int, path: str, reward: Optional[float]) -> None:

@@ -9,12 +9,14 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
-from typing import Any, Dict, List, Optional
+from typing import IO, Any, Dict, List, Optional, Tuple
 
 from palaestra.atomic import remove_stale_temp_files
 from palaestra.exception import PalaestraError, TrainerConfigError
-from palaestra.paths import behavior_parts, check_inside, safe_component
+from palaestra.registry import describe_error
+from palaestra.paths import check_behavior_folders, check_inside, lock_run, safe_component
 
 
 def _learn_parser(sub: Any) -> None:
@@ -88,12 +90,15 @@ def _check_names(options: Any) -> None:
 
 def _is_run_folder(path: str) -> bool:
     """Whether `path` is a folder palaestra made: every run has its run_logs/ from the start."""
-    return os.path.isdir(os.path.join(path, "run_logs")) and not os.path.islink(path)
+    run_logs = os.path.join(path, "run_logs")
+    return os.path.isdir(run_logs) and not os.path.islink(run_logs) \
+        and not os.path.islink(path)
 
 
-def _prepare_run_dir(options: Any) -> List[str]:
-    """Check the run's folder against --resume/--force and create it. Returns the folders it
-    created, innermost first (a new run that fails before its first step removes them)."""
+def _prepare_run_dir(options: Any) -> Tuple[List[str], Optional[IO[str]]]:
+    """Check the run's folder against --resume/--force, create it and lock it. Returns the
+    folders it created, innermost first (a new run that fails before its first step removes
+    them), and the held lock (`palaestra.paths.lock_run`)."""
     _check_names(options)
     ckpt = options.checkpoint_settings
     results = ckpt.results_dir
@@ -118,21 +123,29 @@ def _prepare_run_dir(options: Any) -> List[str]:
         if not _is_run_folder(path):
             raise PalaestraError(f"--force: {path} is not a palaestra run (it has no run_logs/ "
                                  "folder), so it is not deleted; choose another run id.")
+        old_lock = lock_run(path)  # refuses a run that is still training
         shutil.rmtree(path)
+        if old_lock is not None:
+            old_lock.close()
     if ckpt.initialize_from:
         source = os.path.join(results, ckpt.initialize_from)
         if not os.path.isdir(source):
             raise PalaestraError(f"--initialize-from {ckpt.initialize_from}: no run at {source}.")
     created = [p for p in (path, results) if not os.path.isdir(p)]
+    run_logs = os.path.join(path, "run_logs")
+    if os.path.islink(run_logs) or (os.path.exists(run_logs) and not os.path.isdir(run_logs)):
+        raise PalaestraError(f"{run_logs} is a link or a file, not the folder palaestra made; "
+                             "the run is not used (its files would be written elsewhere).")
     try:
-        os.makedirs(os.path.join(path, "run_logs"), exist_ok=True)
+        os.makedirs(run_logs, exist_ok=True)
     except OSError as exc:
         raise PalaestraError(f"Cannot create the run folder {path} in results_dir {results}: "
                              f"{exc.strerror or exc}.") from None
     if not os.access(path, os.W_OK):
         raise PalaestraError(f"The run folder {path} is not writable.")
+    lock = lock_run(path)
     remove_stale_temp_files(path)  # configuration.yaml's, if a kill interrupted its writing
-    return created
+    return created, lock
 
 
 def run_learn(args: argparse.Namespace) -> int:
@@ -179,10 +192,10 @@ def run_learn(args: argparse.Namespace) -> int:
     env = make_environment(env_settings.env_path, env_settings.env_args, env_settings.num_envs,
                            seed)
     try:
-        for name in env.behavior_specs:  # fail on a bad or missing behavior before touching disk
-            behavior_parts(name)
+        check_behavior_folders(list(env.behavior_specs))  # before touching disk
+        for name in env.behavior_specs:
             options.behavior_settings(name)
-        created = _prepare_run_dir(options)
+        created, lock = _prepare_run_dir(options)
     except BaseException:
         env.close()
         raise
@@ -218,6 +231,9 @@ def run_learn(args: argparse.Namespace) -> int:
             raise TrainerConfigError(f"{args.trainer_config_path or '<command line>'}: {exc}") \
                 from None
         raise
+    finally:
+        if lock is not None:
+            lock.close()
     return 0
 
 
@@ -239,21 +255,35 @@ def run_trainers() -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM before the training loop installs its own handler (start-up, shutdown)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s",
                         stream=sys.stdout)
     args = build_parser().parse_args(argv)
+    try:  # SIGTERM during start-up ends like Ctrl-C: a new run's folder removed, one line
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (a notebook's worker): leave signals alone
+        previous = None
     try:
         if args.command == "learn":
             return run_learn(args)
         return run_trainers()
     except PalaestraError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(describe_error(exc), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("Interrupted: stopped without saving (a new run's folder is removed; a resumed "
-              "run keeps its last checkpoint).", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        print(f"{'Interrupted' if isinstance(exc, KeyboardInterrupt) else 'Terminated'}: "
+              "stopped before training began or by a second Ctrl-C; nothing was saved now (a "
+              "new run's folder is removed, a resumed run keeps its last checkpoint).",
+              file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except OSError as exc:
         # A full disk, a folder that became read-only: the last complete checkpoint is intact
         # (every file is written to a temporary name and moved into place).
@@ -261,3 +291,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{type(exc).__name__}: {exc.strerror or exc}{where}. Files written before are "
               "intact; the run resumes from its last checkpoint with --resume.", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

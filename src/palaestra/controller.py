@@ -23,7 +23,7 @@ from palaestra.registry import TrainerRegistry
 from palaestra.settings import RunOptions
 from palaestra.stats import StatsReporter, StatsWriter, guard_writers
 from palaestra.timers import Timers
-from palaestra.paths import behavior_parts, join_inside
+from palaestra.paths import behavior_parts, check_behavior_folders, join_inside
 from palaestra.trainer.rl_trainer import BehaviorIdentifiers, RLTrainer
 from palaestra.watchdog import EnvGuard, EnvironmentTimeout, StopRequested
 
@@ -50,6 +50,7 @@ class TrainerController:
             logger.warning("Behaviors configured but not in the environment (ignored): %s. The "
                            "environment has: %s", ", ".join(sorted(unknown)),
                            ", ".join(self.env_manager.env.behavior_specs))
+        check_behavior_folders(list(self.env_manager.env.behavior_specs))
         for name, spec in self.env_manager.env.behavior_specs.items():
             try:
                 self._create_trainer(name, spec)
@@ -103,7 +104,7 @@ class TrainerController:
         timeout = self.options.env_settings.timeout_step or None
         guard = EnvGuard(timeout, self._request_stop)
         self.env_manager.guard = guard
-        save = False
+        save = failing = False
         start = time.perf_counter()
         with guard:
             try:
@@ -120,14 +121,20 @@ class TrainerController:
             except StopRequested:
                 pass  # Ctrl-C / SIGTERM broke into a hanging environment call
             except EnvironmentTimeout:
+                failing = True
                 raise  # the trainers are consistent: saved below
+            except _EnvironmentFailed as exc:
+                failing = True
+                logger.error("The environment failed: saving checkpoints, then stopping.")
+                assert exc.__cause__ is not None
+                raise exc.__cause__ from None
             except KeyboardInterrupt:
-                save = False
+                save, failing = False, True
                 logger.warning("Second interrupt: stopping without saving; the last checkpoint "
                                "is kept.")
                 raise
             except BaseException as exc:
-                save = False
+                save, failing = False, True
                 self._report_unsaved(exc)
                 raise
             finally:
@@ -135,12 +142,19 @@ class TrainerController:
                 self.timers.add("training_loop", time.perf_counter() - start)
                 if self._stop_requested:
                     logger.info("Training interrupted: saving checkpoints before exiting.")
-                self._finish(save)
+                self._finish(save, failing)
 
     def _loop(self) -> None:
         trainers = list(self.trainers.values())
         while not self._stop_requested and any(t.should_still_train for t in trainers):
-            self.env_manager.advance()
+            try:
+                self.env_manager.advance()
+            except (NonFiniteError, StopRequested, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                # The environment (or acting) failed: the trainers are as consistent as at any
+                # step, so they save before the error is reported.
+                raise _EnvironmentFailed() from exc
             for trainer in trainers:
                 trainer.advance()
 
@@ -153,22 +167,42 @@ class TrainerController:
                      "half-way through an update); the last complete ones are kept (%s).",
                      type(exc).__name__, kept)
 
-    def _finish(self, save: bool = True) -> None:
-        try:
-            if save:
-                for trainer in self.trainers.values():
-                    trainer.flush()
-                    trainer.save_model()
-                    if trainer.stats_reporter.get_pending("Environment/Cumulative Reward"):
-                        trainer.stats_reporter.write_stats(trainer.get_step)
-        finally:
-            for writer in self.writers:
-                writer.close()
-            self.env_manager.close()
-            run_logs = os.path.join(self.write_path, "run_logs")
-            os.makedirs(run_logs, exist_ok=True)
-            atomic_write_text(json.dumps(self.timers.as_dict(), indent=2),
-                              os.path.join(run_logs, "timers.json"))
+    def _finish(self, save: bool, failing: bool = False) -> None:
+        """Save (if `save`), close the writers and the environment, write timers.json. Each
+        step runs even if one before it failed; while a failure is already being reported
+        (`failing`), a later one is logged instead of replacing it."""
+        steps = [("saving checkpoints", self._save_all)] if save else []
+        steps += [("closing the stats writers", self._close_writers),
+                  ("closing the environment", self.env_manager.close),
+                  ("writing timers.json", self._write_timers)]
+        first: Optional[BaseException] = None
+        for what, step in steps:
+            try:
+                step()
+            except BaseException as exc:
+                if failing or first is not None:
+                    logger.error("Also failed while %s: %s: %s", what, type(exc).__name__, exc)
+                else:
+                    first = exc
+        if first is not None:
+            raise first
+
+    def _save_all(self) -> None:
+        for trainer in self.trainers.values():
+            trainer.flush()
+            trainer.save_model()
+            if trainer.stats_reporter.get_pending("Environment/Cumulative Reward"):
+                trainer.stats_reporter.write_stats(trainer.get_step)
+
+    def _close_writers(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+    def _write_timers(self) -> None:
+        run_logs = os.path.join(self.write_path, "run_logs")
+        os.makedirs(run_logs, exist_ok=True)
+        atomic_write_text(json.dumps(self.timers.as_dict(), indent=2),
+                          os.path.join(run_logs, "timers.json"))
 
     def final_rewards(self) -> Dict[str, Optional[float]]:
         """Mean cumulative reward of each behavior's last summary (None if no episode ended)."""
@@ -177,3 +211,7 @@ class TrainerController:
             summary = trainer.stats_reporter.get_stats_summaries("Environment/Cumulative Reward")
             out[name] = None if summary is None else summary.mean
         return out
+
+
+class _EnvironmentFailed(Exception):
+    """Carries an error of the environment's step out of the loop (as its __cause__)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from typing import Iterable
+from typing import IO, Iterable, List, Optional
 
 from palaestra.exception import PalaestraError
 
@@ -76,3 +76,43 @@ def check_inside(root: str, path: str, action: str) -> str:
 def join_inside(root: str, parts: Iterable[str]) -> str:
     path = os.path.join(root, *parts)
     return check_inside(root, path, "write")
+
+
+def lock_run(run_dir: str) -> Optional[IO[str]]:
+    """Hold `run_logs/palaestra.lock` of a run for as long as the returned file is open (the
+    system releases it when the process ends, however it ends). None where the system has no
+    advisory locks (Windows): the run goes on unguarded. Two processes on one run would delete
+    each other's checkpoints in rotation, and `--force` on a live run its whole folder."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    path = os.path.join(run_dir, "run_logs", "palaestra.lock")
+    if os.path.islink(path):
+        os.unlink(path)
+    fh = open(path, "a", encoding="utf-8")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise UnsafePathError(f"The run {run_dir} is in use by another palaestra process; "
+                              "wait for it to end, or choose another run id.") from None
+    return fh
+
+
+# Names palaestra gives its own entries of a run folder: a behavior may not take them.
+_RESERVED = ("run_logs", "configuration.yaml")
+
+
+def check_behavior_folders(names: List[str]) -> None:
+    """Each behavior's folder must be its own: not one of palaestra's entries of the run
+    folder, and not inside another behavior's folder (whose rotation would delete it)."""
+    parts = {name: behavior_parts(name) for name in names}
+    for name, mine in parts.items():
+        if mine[0] in _RESERVED:
+            raise UnsafePathError(f"behavior name {name!r}: '{mine[0]}' is the name of "
+                                  "palaestra's own entry in the run folder; rename the behavior.")
+        for other, theirs in parts.items():
+            if other != name and mine[:len(theirs)] == theirs:
+                raise UnsafePathError(f"behavior names {other!r} and {name!r}: the second's "
+                                      "folder would lie inside the first's; rename one.")

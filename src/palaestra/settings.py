@@ -213,6 +213,9 @@ class TrainerSettings(Settings):
             raise TrainerConfigError("sequence_length must not exceed batch_size",
                                      key="network_settings.memory.sequence_length",
                                      value=memory.sequence_length)
+        if not self.reward_signals:  # nothing to learn from: every trajectory would fail
+            raise TrainerConfigError("at least one reward signal is needed (allowed: extrinsic)",
+                                     key="reward_signals", value=self.reward_signals)
 
 
 class EnvironmentSettings(Settings):

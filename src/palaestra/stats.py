@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence,
 
 import numpy as np
 
-from palaestra.registry import describe_error
+from palaestra.registry import describe_error, short_repr
 from palaestra.tensorboard_events import EventFileWriter
 
 if TYPE_CHECKING:
@@ -200,8 +200,9 @@ def make_stats_writers(run_options: "RunOptions",
 
 
 def _short_repr(obj: Any) -> str:
-    text = repr(obj)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A plugin's object for a report line, cut short; never raises (`short_repr`: a broken
+    ``__repr__`` must not end the run that only wanted to say the object is skipped)."""
+    return short_repr(obj)
 
 
 def format_number(value: float, digits: int = 3) -> str:

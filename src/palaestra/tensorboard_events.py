@@ -74,7 +74,10 @@ class EventFileWriter:
         os.makedirs(logdir, exist_ok=True)
         name = f"{_PREFIX}{_file_stamp(logdir):010d}.{socket.gethostname()}.{os.getpid()}"
         self.path = os.path.join(logdir, name)
-        self._fh = open(self.path, "ab")
+        # never through a link planted in a downloaded run folder (palaestra.atomic.open_new)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                     | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o644)
+        self._fh = os.fdopen(fd, "ab")
         self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def _write(self, event: Event) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from palaestra.buffer import AgentBuffer, load_columns, obs_key
+from palaestra.buffer import AgentBuffer, check_columns_fit, load_columns
 from palaestra.checkpoint import CheckpointManager, load_checkpoint, restore_modules
 from palaestra.exception import CheckpointError, NonFiniteError, TrainerNotReadyError
 from palaestra.envs.base import BehaviorSpec
@@ -330,17 +330,26 @@ class RLTrainer(abc.ABC, Generic[H]):
     def restore_buffer(self, path: str) -> None:
         """Load what `buffer_to_save` saved (called on resume only)."""
 
+    def _restore_buffer_file(self, checkpoint: str, path: str) -> None:
+        if not os.path.lexists(path):
+            # Only a fallback to an older step checkpoint meets this: rotation keeps the buffer
+            # of the newest save alone. The steps are kept; their experience is not.
+            logger.warning("%s: the buffer %s of %s was not kept: the run goes on with an empty "
+                           "buffer", self.brain_name, path, checkpoint)
+            return
+        try:
+            self._check_buffer(load_columns(path))
+            self.restore_buffer(path)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{checkpoint} names the buffer {path}, which cannot be used: "
+                                  f"{exc}") from None
+
     def _check_buffer(self, buffer: AgentBuffer) -> None:
         """A saved buffer must hold rows of this behavior's observations: a tampered or foreign
         file would otherwise fail later, mid-training, when the next trajectory is appended."""
         if not len(buffer):
             raise ValueError("it holds no experiences (palaestra saves only non-empty buffers)")
-        for i, spec in enumerate(self.policy.behavior_spec.observation_specs):
-            column = buffer.get(obs_key(i))
-            if column is None or tuple(column.shape[1:]) != tuple(spec.shape):
-                found = None if column is None else tuple(column.shape[1:])
-                raise ValueError(f"its observation {i} has shape {found}, the behavior's is "
-                                 f"{tuple(spec.shape)}")
+        check_columns_fit(buffer, self.policy.behavior_spec)
 
     def save_model(self, step: Optional[int] = None, latest_only: bool = False
                    ) -> Optional[str]:
@@ -374,18 +383,21 @@ class RLTrainer(abc.ABC, Generic[H]):
                 "or --force).")
         modules = self.checkpoint_modules()
         restore_modules(modules, saved["modules"], path, only_weights=only_weights)
+        try:
+            self.check_finite()
+        except NonFiniteError:
+            raise CheckpointError(f"checkpoint {path} holds weights that are not finite (NaN or "
+                                  "inf); it is not used") from None
         if not only_weights:
             self._step = int(saved["step"])
             self._last_saved_step = self._step
-            self.restore_state(saved)
+            try:
+                self.restore_state(saved)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise CheckpointError(f"checkpoint {path} holds a bad trainer state: "
+                                      f"{exc}") from None
             if "buffer_file" in saved and self._checkpoints is not None:
-                buffer_path = self._checkpoints.buffer_path(saved["buffer_file"])
-                try:
-                    self._check_buffer(load_columns(buffer_path))
-                    self.restore_buffer(buffer_path)
-                except (OSError, ValueError) as exc:
-                    raise CheckpointError(f"{path} names the buffer {buffer_path}, which "
-                                          f"cannot be used: {exc}") from None
+                self._restore_buffer_file(path, self._checkpoints.buffer_path(saved["buffer_file"]))
             for policy in self.policies.values():
                 policy.set_step(self._step)
             freq, interval = self.trainer_settings.summary_freq, \
