@@ -127,3 +127,23 @@ class Failing(FixedLength):
 
 def failing(after: int = 300) -> gym.Env:
     return Failing(int(after))
+
+
+class Raising(FixedLength):
+    """Raises `what` (KeyboardInterrupt or SystemExit) inside `step` after `after` steps."""
+
+    def __init__(self, after: int = 300, what: str = "KeyboardInterrupt") -> None:
+        super().__init__(8)
+        self.after = after
+        self.what = what
+        self.steps = 0
+
+    def step(self, action: Any):
+        self.steps += 1
+        if self.steps > self.after:
+            raise KeyboardInterrupt if self.what == "KeyboardInterrupt" else SystemExit(3)
+        return super().step(action)
+
+
+def raising(after: int = 300, what: str = "KeyboardInterrupt") -> gym.Env:
+    return Raising(int(after), what)

@@ -404,3 +404,24 @@ def test_no_reward_signal_is_refused(tmp_path, capsys):
     config["behaviors"]["CartPole-v1"]["reward_signals"] = {}
     project = project_with(tmp_path, {"config.yaml": yaml.safe_dump(config)})
     refused(project, LEARN + ["--run-id", "r"], capsys, "reward_signals", "extrinsic")
+
+
+def test_unreadable_newer_step_checkpoints_do_not_push_new_ones_out_of_rotation(
+        trained, tmp_path, capsys, caplog):
+    project, run_dir = _copy_run(trained, tmp_path, "cartpole", _more_steps(CARTPOLE, 700))
+    folder = os.path.join(run_dir, "CartPole-v1")
+    for step in range(1000, 1020):  # above the run's step: they would rank as the newest
+        with open(os.path.join(folder, f"CartPole-v1-{step}.pt"), "w") as fh:
+            fh.write("junk")
+    outcome = run(project, LEARN + ["--run-id", "r", "--resume"], capsys, allowed=RUN)
+    assert outcome.rc == 0, outcome
+    kept = sorted(int(n[len("CartPole-v1-"):-3]) for n in os.listdir(folder)
+                  if n.startswith("CartPole-v1-") and n.endswith(".pt"))
+    assert len(kept) == 5 and 700 <= kept[-1] < 1000, kept
+    assert len([n for n in os.listdir(folder) if n.endswith(".unreadable")]) == 20
+    warning = [r.message for r in caplog.records if "unreadable" in r.message][0]
+    assert "and 17 more unreadable" in warning and warning.count("cannot be read") == 3
+
+
+def test_an_empty_results_dir_is_refused(project, capsys):
+    refused(project, LEARN + ["--run-id", "r", "--results-dir", ""], capsys, "results_dir")

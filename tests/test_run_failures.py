@@ -251,7 +251,7 @@ def test_an_error_inside_the_environment_saves_first(tmp_path, caplog):
     results = tmp_path / "results"
     with pytest.raises(RuntimeError, match="the simulator crashed"):
         learn(config, "--run-id", "r", "--results-dir", str(results))
-    assert "The environment failed: saving checkpoints" in caplog.text
+    assert "The environment failed (RuntimeError: the simulator crashed): saving" in caplog.text
     assert torch.load(results / "r" / "failing" / "checkpoint.pt", weights_only=True)["step"] > 0
 
 
@@ -261,3 +261,21 @@ def test_sigterm_during_start_up_says_so_and_leaves_no_folder(tmp_path):
     assert rc == 143, out + err
     assert err.strip().startswith("Terminated") and err.strip().count("\n") == 0, err
     assert not (tmp_path / "results" / "s").exists()
+
+
+def test_an_environment_raising_keyboardinterrupt_is_a_stop_that_saves(tmp_path, caplog):
+    config = _config(tmp_path, "fault_envs:raising")
+    results = tmp_path / "results"
+    assert learn(config, "--run-id", "r", "--results-dir", str(results)) == 0
+    assert "Training interrupted: saving checkpoints" in caplog.text
+    assert torch.load(results / "r" / "raising" / "checkpoint.pt", weights_only=True)["step"] > 0
+
+
+def test_an_environment_calling_sys_exit_is_named_and_saves_first(tmp_path, caplog):
+    config = _config(tmp_path, "fault_envs:raising")
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit):
+        learn(config, "--run-id", "r", "--results-dir", str(results), "--env-args",
+              "what=SystemExit")
+    assert "The environment failed (SystemExit: it called sys.exit(3))" in caplog.text
+    assert torch.load(results / "r" / "raising" / "checkpoint.pt", weights_only=True)["step"] > 0

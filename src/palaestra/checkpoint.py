@@ -207,8 +207,12 @@ class CheckpointManager:
     def load_latest(self) -> Tuple[str, Dict[str, Any]]:
         """The newest readable checkpoint: checkpoint.pt, or a newer step checkpoint (a kill
         between the two files of a save), or, if checkpoint.pt is damaged, the newest step
-        checkpoint that reads, with a warning naming what was skipped."""
+        checkpoint that reads, with a warning naming what was skipped. Unreadable step
+        checkpoints newer than the one chosen are renamed `<name>.unreadable` (kept for the
+        user): left in place, they would count as the newest in rotation, which would then
+        delete the checkpoints this run writes."""
         errors: List[str] = []
+        skipped: List[str] = []
         best: Optional[Tuple[str, Dict[str, Any]]] = None
         try:
             best = (self.latest_path, load_checkpoint(self.latest_path))
@@ -222,12 +226,17 @@ class CheckpointManager:
                 break
             except CheckpointError as exc:
                 errors.append(str(exc))
+                skipped.append(path)
         if best is None:
             raise CheckpointError(f"no readable checkpoint of {self.name} in {self.dir}: "
-                                  + "; ".join(errors))
+                                  + _summarise(errors))
+        for path in skipped:
+            os.replace(path, f"{path}.unreadable")
         if errors:
-            logger.warning("%s: %s; resuming from %s (step %d) instead", self.name,
-                           "; ".join(errors), best[0], best[1]["step"])
+            logger.warning("%s: %s; resuming from %s (step %d) instead%s", self.name,
+                           _summarise(errors), best[0], best[1]["step"],
+                           f" ({len(skipped)} unreadable step checkpoint(s) renamed "
+                           "*.pt.unreadable)" if skipped else "")
         return best
 
     # -- training_status.json ----------------------------------------------------------------
@@ -281,3 +290,9 @@ class CheckpointManager:
         data[self.name] = {"checkpoints": kept, "final_checkpoint": kept[-1]}
         os.makedirs(os.path.dirname(self.status_path), exist_ok=True)
         atomic_write_text(json.dumps(data, indent=2), self.status_path)
+
+
+def _summarise(errors: List[str], shown: int = 3) -> str:
+    """The first few reasons, and how many more: a folder of 400 junk files is one line."""
+    more = f"; and {len(errors) - shown} more unreadable" if len(errors) > shown else ""
+    return "; ".join(errors[:shown]) + more

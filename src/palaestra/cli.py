@@ -102,6 +102,9 @@ def _prepare_run_dir(options: Any) -> Tuple[List[str], Optional[IO[str]]]:
     _check_names(options)
     ckpt = options.checkpoint_settings
     results = ckpt.results_dir
+    if not results.strip():
+        raise PalaestraError("checkpoint_settings.results_dir (--results-dir) is empty; give "
+                             "the folder of all runs (default: results).")
     if os.path.exists(results) and not os.path.isdir(results):
         raise PalaestraError(f"results_dir {results} (--results-dir) is a file, not a folder.")
     path = ckpt.write_path
@@ -114,7 +117,8 @@ def _prepare_run_dir(options: Any) -> Tuple[List[str], Optional[IO[str]]]:
         raise PalaestraError("--resume and --force contradict each other; give one.")
     if ckpt.resume and not exists:
         raise PalaestraError(f"Previous data from run ID '{ckpt.run_id}' was not found in "
-                             f"{path}. Train a new run by removing --resume.")
+                             f"{path}. Train a new run by removing --resume (or "
+                             "checkpoint_settings.resume: true).")
     if exists and not ckpt.resume and not ckpt.force:
         raise PalaestraError(
             f"Previous data from run ID '{ckpt.run_id}' was found in {path}. Either specify a "

@@ -19,7 +19,7 @@ from palaestra.atomic import atomic_write_text
 from palaestra.env_manager import EnvManager
 from palaestra.envs.base import BaseEnv, BehaviorSpec
 from palaestra.exception import NonFiniteError, TrainerConfigError
-from palaestra.registry import TrainerRegistry
+from palaestra.registry import TrainerRegistry, describe_error
 from palaestra.settings import RunOptions
 from palaestra.stats import StatsReporter, StatsWriter, guard_writers
 from palaestra.timers import Timers
@@ -125,9 +125,11 @@ class TrainerController:
                 raise  # the trainers are consistent: saved below
             except _EnvironmentFailed as exc:
                 failing = True
-                logger.error("The environment failed: saving checkpoints, then stopping.")
-                assert exc.__cause__ is not None
-                raise exc.__cause__ from None
+                cause = exc.__cause__
+                assert cause is not None
+                logger.error("The environment failed (%s): saving checkpoints, then stopping.",
+                             describe_error(cause).replace("the plugin called", "it called"))
+                raise cause from None
             except KeyboardInterrupt:
                 save, failing = False, True
                 logger.warning("Second interrupt: stopping without saving; the last checkpoint "
@@ -149,8 +151,16 @@ class TrainerController:
         while not self._stop_requested and any(t.should_still_train for t in trainers):
             try:
                 self.env_manager.advance()
-            except (NonFiniteError, StopRequested, KeyboardInterrupt):
+            except (NonFiniteError, StopRequested):
                 raise
+            except KeyboardInterrupt:
+                guard = self.env_manager.guard
+                if guard is None or guard.interrupted_twice:
+                    raise
+                # The environment's own code raised it (a simulator that handles SIGINT
+                # itself): a stop asked for, as a first Ctrl-C is.
+                self._request_stop()
+                return
             except BaseException as exc:
                 # The environment (or acting) failed: the trainers are as consistent as at any
                 # step, so they save before the error is reported.

@@ -45,6 +45,12 @@ class EnvGuard:
         self._thread: Optional[threading.Thread] = None
         self._previous: Dict[int, Any] = {}
 
+    @property
+    def interrupted_twice(self) -> bool:
+        """Whether a KeyboardInterrupt came from a second Ctrl-C (not from the environment's
+        own code raising one)."""
+        return self._stop_asked > 1
+
     # -- the loop marks the environment's calls ----------------------------------------------
     def enter(self, what: str) -> None:
         self._calls += 1

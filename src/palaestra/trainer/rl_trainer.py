@@ -342,7 +342,8 @@ class RLTrainer(abc.ABC, Generic[H]):
             self.restore_buffer(path)
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{checkpoint} names the buffer {path}, which cannot be used: "
-                                  f"{exc}") from None
+                                  f"{exc} (remove that file to resume with an empty buffer)"
+                                  ) from None
 
     def _check_buffer(self, buffer: AgentBuffer) -> None:
         """A saved buffer must hold rows of this behavior's observations: a tampered or foreign
