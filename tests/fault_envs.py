@@ -110,27 +110,14 @@ def renamed(name: str = "CartPole"):
     return GymnasiumEnv(lambda: gym.make("CartPole-v1"), 1, name, 0)
 
 
-class Failing(FixedLength):
-    """Raises inside `step` after `after` steps (a bug in the user's environment)."""
-
-    def __init__(self, after: int = 300) -> None:
-        super().__init__(8)
-        self.after = after
-        self.steps = 0
-
-    def step(self, action: Any):
-        self.steps += 1
-        if self.steps > self.after:
-            raise RuntimeError("the simulator crashed")
-        return super().step(action)
-
-
 def failing(after: int = 300) -> gym.Env:
-    return Failing(int(after))
+    """A bug in the user's environment: RuntimeError inside `step` after `after` steps."""
+    return Raising(int(after), "RuntimeError")
 
 
 class Raising(FixedLength):
-    """Raises `what` (KeyboardInterrupt or SystemExit) inside `step` after `after` steps."""
+    """Raises `what` (RuntimeError, KeyboardInterrupt or SystemExit(3)) inside `step` after
+    `after` steps."""
 
     def __init__(self, after: int = 300, what: str = "KeyboardInterrupt") -> None:
         super().__init__(8)
@@ -141,7 +128,9 @@ class Raising(FixedLength):
     def step(self, action: Any):
         self.steps += 1
         if self.steps > self.after:
-            raise KeyboardInterrupt if self.what == "KeyboardInterrupt" else SystemExit(3)
+            raise {"RuntimeError": RuntimeError("the simulator crashed"),
+                   "KeyboardInterrupt": KeyboardInterrupt(),
+                   "SystemExit": SystemExit(3)}[self.what]
         return super().step(action)
 
 
