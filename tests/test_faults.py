@@ -10,8 +10,11 @@ end: the run reaches max_steps with as many updates as an uninterrupted run, Ten
 every summary step once, no temporary file is left and at most keep_checkpoints step
 checkpoints.
 
-The kill moments are random (a fixed seed picks the delays, but the process's progress at a
-given delay varies); every moment must be safe, so the assertions do not depend on timing.
+The kill moments are random but anchored to events, not to wall time: a random step after the
+last resume (seen in the summaries) plus a few random milliseconds, a random moment of
+start-up, or a chosen file of a save; so a faster or slower machine kills at the same kinds of
+moment and never finishes the run before its kills. Every moment must be safe, so the
+assertions do not depend on timing.
 """
 import glob
 import json
@@ -22,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import pytest
 import yaml
@@ -33,11 +37,19 @@ from palaestra.checkpoint import CheckpointManager, load_checkpoint
 pytestmark = pytest.mark.faults
 
 REWARD = "Environment/Cumulative Reward"
-INTERVAL = 512
 HORIZON = 32
 # the files of one save, in the order they are written: the buffer, the step checkpoint (the
 # first .pt of a save), checkpoint.pt, the status file
 SAVED_FILES = (".npz", ".pt", "checkpoint.pt", "training_status.json")
+
+
+@dataclass
+class Run:
+    config: str
+    behavior: str
+    max_steps: int
+    interval: int  # checkpoint_interval
+    stride: int  # a kill while training comes up to this many steps after the last resume
 
 
 def _ppo_config(tmp_path):
@@ -46,10 +58,10 @@ def _ppo_config(tmp_path):
         "trainer_type": "ppo",
         "hyperparameters": {"batch_size": 64, "buffer_size": 384, "num_epoch": 2},
         "network_settings": {"hidden_units": 16, "num_layers": 1},
-        "max_steps": 40960, "time_horizon": 32, "summary_freq": 256,
-        "checkpoint_interval": INTERVAL, "keep_checkpoints": 3}},
+        "max_steps": 49152, "time_horizon": 32, "summary_freq": 256,
+        "checkpoint_interval": 512, "keep_checkpoints": 3}},
         "env_settings": {"env_path": "fault_envs:fixed_length", "num_envs": 2, "seed": 3}}))
-    return str(path), "fixed_length", 40960
+    return Run(str(path), "fixed_length", 49152, interval=512, stride=1000)
 
 
 def _sac_config(tmp_path):
@@ -59,10 +71,10 @@ def _sac_config(tmp_path):
         "hyperparameters": {"batch_size": 32, "buffer_size": 5000, "buffer_init_steps": 200,
                             "save_replay_buffer": True},
         "network_settings": {"hidden_units": 16, "num_layers": 1},
-        "max_steps": 3000, "time_horizon": 32, "summary_freq": 250,
-        "checkpoint_interval": INTERVAL, "keep_checkpoints": 2}},
+        "max_steps": 4000, "time_horizon": 32, "summary_freq": 100,
+        "checkpoint_interval": 200, "keep_checkpoints": 2}},
         "env_settings": {"env_path": "Pendulum-v1", "num_envs": 1, "seed": 3}}))
-    return str(path), "Pendulum-v1", 3000
+    return Run(str(path), "Pendulum-v1", 4000, interval=200, stride=150)
 
 
 def _spawn(tmp_path, config, run_id, resume, log, pause=None):
@@ -103,39 +115,54 @@ def _check_after_kill(run_dir, behavior):
     return step
 
 
-def _kill_and_resume(tmp_path, config, behavior, max_steps, kills, rng):
+def _wait_for_summary(log_path, proc, step):
+    """Until the process prints a summary at `step` or later: kills anchored to progress, not
+    to wall time, so a faster machine cannot finish the run before its kills."""
+    while proc.poll() is None:
+        printed = _printed_steps(log_path.read_text())
+        if printed and max(printed) >= step:
+            return
+        time.sleep(0.01)
+
+
+def _kill_and_resume(tmp_path, run, kills, rng):
+    """`kills` runs killed with SIGKILL, each resuming the last: every third while a file of a
+    save is half-written, the others at a random step after the last resume (plus a random
+    few milliseconds), or, at random, during start-up."""
     run_id = "killed"
     run_dir = str(tmp_path / "results" / run_id)
     started = False
     mid_save = 0
+    resumed_at = None
     for k in range(kills):
         log_path = tmp_path / f"kill-{k}.log"
         during_save = k % 3 == 2
         marker = str(tmp_path / f"saving-{k}")
         with open(log_path, "w") as log:
-            proc = _spawn(tmp_path, config, run_id, started, log,
+            proc = _spawn(tmp_path, run.config, run_id, started, log,
                           f"{marker}:{rng.choice(SAVED_FILES)}" if during_save else None)
             if during_save:
                 while not os.path.exists(marker) and proc.poll() is None:
                     time.sleep(0.01)
                 mid_save += 1
+            elif k % 3 == 1 and rng.random() < 0.5:
+                time.sleep(rng.uniform(0.0, 0.3))  # start-up: imports, env, first checkpoint
             else:
-                while "Run killed, seed" not in log_path.read_text() and proc.poll() is None:
-                    time.sleep(0.01)
-                time.sleep(rng.uniform(0.0, 0.8))
+                _wait_for_summary(log_path, proc, (resumed_at or 0) + rng.randint(0, run.stride))
+                time.sleep(rng.uniform(0.0, 0.05))
             assert proc.poll() is None, "the run ended before its kill: " + \
                 log_path.read_text()
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
         started = started or os.path.isdir(run_dir)
-        resumed_at = _check_after_kill(run_dir, behavior)
+        resumed_at = _check_after_kill(run_dir, run.behavior)
         printed = _printed_steps(log_path.read_text())
         if printed and resumed_at is not None:
             # a save is due once a trajectory crosses the interval: it may end past it
-            assert max(printed) - resumed_at <= INTERVAL + HORIZON, (printed, resumed_at)
-        assert resumed_at is None or resumed_at < max_steps
+            assert max(printed) - resumed_at <= run.interval + HORIZON, (printed, resumed_at)
+        assert resumed_at is None or resumed_at < run.max_steps
     assert mid_save == kills // 3
-    _finished(tmp_path, config, run_id, started)
+    _finished(tmp_path, run.config, run_id, started)
     return run_dir
 
 
@@ -153,20 +180,23 @@ def _check_end(ref_dir, run_dir, behavior, max_steps, keep):
 
 
 def test_ppo_survives_21_kills(tmp_path):
-    config, behavior, max_steps = _ppo_config(tmp_path)
-    _finished(tmp_path, config, "reference", False)
-    run_dir = _kill_and_resume(tmp_path, config, behavior, max_steps, 21, random.Random(1))
-    _check_end(str(tmp_path / "results" / "reference"), run_dir, behavior, max_steps, 3)
-    ref = load_checkpoint(str(tmp_path / "results" / "reference" / behavior / "checkpoint.pt"))
-    assert ref["updates"] == max_steps // 384  # whole trajectories: every update is exact
+    run = _ppo_config(tmp_path)
+    _finished(tmp_path, run.config, "reference", False)
+    run_dir = _kill_and_resume(tmp_path, run, 21, random.Random(1))
+    _check_end(str(tmp_path / "results" / "reference"), run_dir, run.behavior, run.max_steps, 3)
+    ref = load_checkpoint(str(tmp_path / "results" / "reference" / run.behavior /
+                              "checkpoint.pt"))
+    # whole trajectories make every update exact; the last one is due at max_steps, where
+    # training has ended
+    assert ref["updates"] == (run.max_steps - 1) // 384
 
 
 def test_sac_survives_10_kills(tmp_path):
-    config, behavior, max_steps = _sac_config(tmp_path)
-    _finished(tmp_path, config, "reference", False)
-    run_dir = _kill_and_resume(tmp_path, config, behavior, max_steps, 10, random.Random(2))
-    _check_end(str(tmp_path / "results" / "reference"), run_dir, behavior, max_steps, 2)
+    run = _sac_config(tmp_path)
+    _finished(tmp_path, run.config, "reference", False)
+    run_dir = _kill_and_resume(tmp_path, run, 10, random.Random(2))
+    _check_end(str(tmp_path / "results" / "reference"), run_dir, run.behavior, run.max_steps, 2)
     # the replay buffer came back with every resume: it holds as many rows as the reference
-    ref = glob.glob(str(tmp_path / "results" / "reference" / behavior / "buffer-*.npz"))
-    end = glob.glob(os.path.join(run_dir, behavior, "buffer-*.npz"))
+    ref = glob.glob(str(tmp_path / "results" / "reference" / run.behavior / "buffer-*.npz"))
+    end = glob.glob(os.path.join(run_dir, run.behavior, "buffer-*.npz"))
     assert len(ref) == len(end) == 1
