@@ -136,17 +136,17 @@ def test_a_hanging_environment_stops_at_the_step_timeout_and_resumes(tmp_path, c
                                                                      caplog):
     config = _config(tmp_path, "fault_envs:hanging")
     results = str(tmp_path / "results")
-    rc = learn(config, "--run-id", "r", "--results-dir", results, "--timeout-step", "0.2")
+    rc = learn(config, "--run-id", "r", "--results-dir", results, "--timeout-step", "1")
     err = capsys.readouterr().err
     assert rc == 1
-    assert err.startswith("EnvironmentTimeout:") and "step has not returned after 0.2 s" in err
+    assert err.startswith("EnvironmentTimeout:") and "step has not returned after 1 s" in err
     assert "--timeout-step" in err
     step = torch.load(os.path.join(results, "r", "hanging", "checkpoint.pt"),
                       weights_only=True)["step"]
     assert step > 0  # the trainers were consistent: saved
     # --resume picks up from that checkpoint (the environment hangs again after 100 steps)
     assert learn(config, "--run-id", "r", "--results-dir", results, "--resume",
-                 "--timeout-step", "0.2") == 1
+                 "--timeout-step", "1") == 1
     assert "Resumed hanging" in caplog.text
 
 
@@ -214,7 +214,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path, 
 def test_a_new_run_writes_its_first_checkpoint_before_its_first_step(tmp_path):
     config = _config(tmp_path, "fault_envs:hanging")
     results = str(tmp_path / "results")
-    assert learn(config, "--run-id", "r", "--results-dir", results, "--timeout-step", "0.2",
+    assert learn(config, "--run-id", "r", "--results-dir", results, "--timeout-step", "1",
                  "--env-args", "after=0") == 1
     assert torch.load(os.path.join(results, "r", "hanging", "checkpoint.pt"),
                       weights_only=True)["step"] == 0
