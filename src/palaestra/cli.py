@@ -15,7 +15,7 @@ from typing import IO, Any, Dict, List, Optional, Tuple
 
 from palaestra.atomic import remove_stale_temp_files
 from palaestra.exception import PalaestraError, TrainerConfigError
-from palaestra.registry import describe_error
+from palaestra.describe import describe_error
 from palaestra.paths import check_behavior_folders, check_inside, lock_run, safe_component
 
 
@@ -162,7 +162,7 @@ def run_learn(args: argparse.Namespace) -> int:
     from palaestra.controller import TrainerController
     from palaestra.envs import make_environment
     from palaestra.heap import keep_freed_memory
-    from palaestra.registry import TrainerRegistry
+    from palaestra.registry import TrainerRegistry, load_stats_writer_factories
     from palaestra.stats import make_stats_writers
 
     registry = TrainerRegistry.from_entry_points()
@@ -216,7 +216,7 @@ def run_learn(args: argparse.Namespace) -> int:
     try:
         # Each plugin's writers, guarded: a broken one is reported and left out or switched
         # off, and training goes on without it.
-        writers = make_stats_writers(options)
+        writers = make_stats_writers(options, load_stats_writer_factories())
         controller = TrainerController(options, registry, env, writers, seed)
         controller.start_learning(on_ready=ready)
     except BaseException as exc:

@@ -19,7 +19,8 @@ from palaestra.atomic import atomic_write_text
 from palaestra.env_manager import EnvManager
 from palaestra.envs.base import BaseEnv, BehaviorSpec
 from palaestra.exception import NonFiniteError, TrainerConfigError
-from palaestra.registry import TrainerRegistry, describe_error
+from palaestra.describe import describe_error
+from palaestra.registry import TrainerRegistry
 from palaestra.settings import RunOptions
 from palaestra.stats import StatsReporter, StatsWriter, guard_writers
 from palaestra.timers import Timers

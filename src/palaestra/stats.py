@@ -18,15 +18,15 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Protocol,
+                    Sequence, Tuple)
 
 import numpy as np
 
-from palaestra.registry import describe_error, short_repr
+from palaestra.describe import describe_error, short_repr
 from palaestra.tensorboard_events import EventFileWriter
 
 if TYPE_CHECKING:
-    from palaestra.registry import StatsWriterFactory
     from palaestra.settings import RunOptions
 
 logger = logging.getLogger("palaestra")
@@ -163,8 +163,15 @@ def guard_writers(writers: Iterable[StatsWriter], source: str = "") -> List[Stat
     return [w if isinstance(w, GuardedWriter) else GuardedWriter(w, source) for w in writers]
 
 
-def make_stats_writers(run_options: "RunOptions",
-                       factories: Optional[Sequence["StatsWriterFactory"]] = None
+class WriterPlugin(Protocol):
+    """What `make_stats_writers` needs of a loaded ``palaestra.stats_writer`` entry point
+    (`palaestra.registry.load_stats_writer_factories` gives these)."""
+
+    label: str
+    factory: Callable[..., Any]
+
+
+def make_stats_writers(run_options: "RunOptions", factories: Sequence[WriterPlugin]
                        ) -> List[StatsWriter]:
     """Call every stats writer plugin's factory; return their writers, guarded.
 
@@ -172,10 +179,6 @@ def make_stats_writers(run_options: "RunOptions",
     something other than a `StatsWriter` in it is reported with the plugin's name and left
     out: a broken writer plugin must not stop training, which does not need it.
     """
-    if factories is None:
-        from palaestra.registry import load_stats_writer_factories
-
-        factories = load_stats_writer_factories()
     writers: List[StatsWriter] = []
     for plugin in factories:
         try:
