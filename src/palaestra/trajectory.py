@@ -108,43 +108,15 @@ class Trajectory:
 
     def to_agentbuffer(self) -> AgentBuffer:
         """Columns for the trainer: observations, next observations, actions, log-probs,
-        rewards, done/interrupted flags, masks (1 = a real step) and the optional slots."""
-        n = len(self)
-        buf = AgentBuffer()
-        for i, (o, last) in enumerate(zip(self.obs, self.next_obs)):
-            buf[obs_key(i)] = o
-            buf[next_obs_key(i)] = np.concatenate([o[1:], last[None]], axis=0)
-        buf[BufferKey.CONTINUOUS_ACTION] = self.continuous_actions
-        buf[BufferKey.DISCRETE_ACTION] = self.discrete_actions
-        buf[BufferKey.LOG_PROBS] = self.log_probs
-        buf[BufferKey.ENVIRONMENT_REWARDS] = self.rewards
-        done = np.zeros(n, np.float32)
-        done[-1] = float(self.done_reached)
-        buf[BufferKey.DONE] = done
-        interrupted = np.zeros(n, np.float32)
-        interrupted[-1] = float(self.interrupted)
-        buf[BufferKey.INTERRUPTED] = interrupted
-        buf[BufferKey.MASKS] = np.ones(n, np.float32)
-        if self.action_masks is not None:
-            buf[BufferKey.ACTION_MASK] = self.action_masks
-        if self.memories is not None:
-            buf[BufferKey.MEMORY] = self.memories
-        buf[BufferKey.GROUP_ID] = np.full(n, self.group_id, np.int64)
-        buf[BufferKey.GROUP_REWARD] = (np.zeros(n, np.float32) if self.group_rewards is None
-                                       else self.group_rewards)
-        if self.group_status is not None:
-            _write_group_status(buf, self.group_status)
-        if self.groupmate_rewards is not None:
-            buf[BufferKey.GROUPMATE_REWARDS] = self.groupmate_rewards
-        return buf
+        rewards, done/interrupted flags, masks (1 = a real step) and the optional slots
+        (`trajectories_to_agentbuffer` of this one trajectory)."""
+        return trajectories_to_agentbuffer([self])
 
 
 def trajectories_to_agentbuffer(trajectories: Sequence[Trajectory]) -> AgentBuffer:
     """`to_agentbuffer` of several trajectories, appended in order, with one concatenation per
     column instead of one buffer per trajectory (thousands of short early episodes otherwise
     cost more than the critic pass over them)."""
-    if len(trajectories) == 1:
-        return trajectories[0].to_agentbuffer()
     lengths = np.array([len(t) for t in trajectories])
     ends = np.cumsum(lengths) - 1
     n = int(lengths.sum())
