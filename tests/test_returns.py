@@ -62,3 +62,19 @@ def test_discount_rewards():
     np.testing.assert_allclose(discount_rewards(np.array([1.0, 1.0, 1.0]), 0.5, 0.0),
                                [1.75, 1.5, 1.0])
     np.testing.assert_allclose(discount_rewards(np.array([0.0]), 0.9, 10.0), [9.0])
+
+
+def test_trajectories_gae_equals_get_gae_of_each_trajectory():
+    """Trajectories laid end to end: each one's advantages as if computed alone."""
+    from palaestra import trajectories_gae
+    rng = np.random.default_rng(0)
+    lengths = [5, 1, 7, 3]
+    rewards = [rng.normal(size=n) for n in lengths]
+    values = [rng.normal(size=n) for n in lengths]
+    value_next = np.array([0.4, 0.0, -1.2, 2.0])
+    ends = np.cumsum(lengths) - 1
+    joined = trajectories_gae(np.concatenate(rewards), np.concatenate(values), value_next, ends,
+                              0.9, 0.8)
+    alone = np.concatenate([get_gae(r, v, b, 0.9, 0.8)
+                            for r, v, b in zip(rewards, values, value_next)])
+    np.testing.assert_allclose(joined, alone, rtol=1e-6, atol=1e-6)

@@ -42,7 +42,7 @@ _PUBLIC: Dict[str, Tuple[str, ...]] = {
         "StatsReporter", "StatsSummary", "StatsWriter"),
     "palaestra.trainer": (
         "BehaviorIdentifiers", "OffPolicyTrainer", "OnPolicyTrainer", "RLTrainer", "compute_gae",
-        "discount_rewards", "get_gae"),
+        "discount_rewards", "get_gae", "trajectories_gae"),
     "palaestra.trajectory": (
         "AgentExperience", "Trajectory"),
     "palaestra.trainers.ppo": (
@@ -71,7 +71,8 @@ if TYPE_CHECKING:
                                     TrainerSettings, setting)
     from palaestra.stats import StatsReporter, StatsSummary, StatsWriter
     from palaestra.trainer import (BehaviorIdentifiers, OffPolicyTrainer, OnPolicyTrainer,
-                                   RLTrainer, compute_gae, discount_rewards, get_gae)
+                                   RLTrainer, compute_gae, discount_rewards, get_gae,
+                                   trajectories_gae)
     from palaestra.trajectory import AgentExperience, Trajectory
     from palaestra.trainers.ppo import PPOSettings, PPOTrainer, TorchPPOOptimizer
 else:
@@ -102,5 +103,6 @@ __all__ = [
     "TorchPPOOptimizer", "TorchPolicy", "TrainerConfigError", "TrainerNotReadyError",
     "TrainerSettings", "Trajectory", "ValueNetwork", "advantage_key", "baselines_key",
     "compute_gae", "discount_rewards", "get_gae", "group_obs_key", "next_obs_key", "obs_key",
-    "obs_tensors", "returns_key", "rewards_key", "setting", "value_estimates_key", "__version__",
+    "obs_tensors", "returns_key", "rewards_key", "setting", "trajectories_gae",
+    "value_estimates_key", "__version__",
 ]

@@ -11,7 +11,7 @@ from palaestra.buffer import (AgentBuffer, BufferKey, advantage_key, load_column
                               rewards_key, value_estimates_key)
 from palaestra.settings import OnPolicyHyperparamSettings
 from palaestra.optimizer import TorchOptimizer
-from palaestra.trainer.returns import compute_gae
+from palaestra.trainer.returns import trajectories_gae
 from palaestra.trainer.rl_trainer import H, RLTrainer
 from palaestra.trajectory import Trajectory, trajectories_to_agentbuffer
 
@@ -42,8 +42,6 @@ class OnPolicyTrainer(RLTrainer[H]):
         buffer, lengths, starts, ends = self.batch_buffer(trajectories)
         done = np.array([t.done_reached and not t.interrupted for t in trajectories])
         value_estimates, value_next = self._value_estimates(trajectories, buffer, done)
-        episode_end = np.zeros(len(buffer))
-        episode_end[ends] = 1.0
         sums: Dict[str, np.ndarray] = {
             "environment": np.add.reduceat(buffer[BufferKey.ENVIRONMENT_REWARDS], starts)}
         advantages: List[np.ndarray] = []
@@ -58,12 +56,8 @@ class OnPolicyTrainer(RLTrainer[H]):
             buffer[rewards_key(name)] = rewards
             sums[name] = np.add.reduceat(rewards, starts)
             # Each trajectory's last step bootstraps from the value after it (0 after a real
-            # termination); episode_end stops the recursion at the trajectory boundaries.
-            next_values = np.empty(len(buffer))
-            next_values[:-1] = values[1:]
-            next_values[ends] = value_next[name]
-            adv = compute_gae(rewards, values, next_values, np.zeros(len(buffer)), episode_end,
-                              signal.gamma, lambd)
+            # termination, which value_next holds already).
+            adv = trajectories_gae(rewards, values, value_next[name], ends, signal.gamma, lambd)
             buffer[advantage_key(name)] = adv
             buffer[returns_key(name)] = adv + values
             advantages.append(adv)

@@ -33,6 +33,21 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray
     return adv.astype(np.float32)
 
 
+def trajectories_gae(rewards: np.ndarray, values: np.ndarray, value_next: np.ndarray,
+                     ends: np.ndarray, gamma: float, lambd: float) -> np.ndarray:
+    """GAE of K trajectories laid end to end in one buffer (N rows; `ends` (K,) the row of
+    each one's last step): inside a trajectory a step bootstraps from the next row's value, a
+    trajectory's last step from `value_next` (K,), the value after it (0 where its episode
+    really ended), and the recursion stops at every trajectory's end."""
+    n = len(values)
+    next_values = np.empty(n)
+    next_values[:-1] = values[1:]
+    next_values[ends] = value_next
+    episode_end = np.zeros(n)
+    episode_end[ends] = 1.0
+    return compute_gae(rewards, values, next_values, np.zeros(n), episode_end, gamma, lambd)
+
+
 def get_gae(rewards: np.ndarray, value_estimates: np.ndarray, value_next: float = 0.0,
             gamma: float = 0.99, lambd: float = 0.95) -> np.ndarray:
     """GAE of one trajectory whose steps are all of one episode; `value_next` is the value of

@@ -12,8 +12,8 @@ import numpy as np
 
 from palaestra import (AgentBuffer, BehaviorIdentifiers, BehaviorSpec, BufferKey,
                        ObservationKeyPrefix, OnPolicyTrainer, TorchOptimizer, TorchPolicy,
-                       Trajectory, advantage_key, baselines_key, compute_gae, returns_key,
-                       rewards_key, value_estimates_key)
+                       Trajectory, advantage_key, baselines_key, returns_key, rewards_key,
+                       trajectories_gae, value_estimates_key)
 from palaestra.trajectory import pad_teammates
 from palaestra.trainers.poca.optimizer import TorchPOCAOptimizer
 from palaestra.trainers.poca.settings import POCASettings
@@ -56,8 +56,6 @@ class POCATrainer(OnPolicyTrainer[POCASettings]):
         value_next = optimizer.next_values(*self._next_group(trajectories, width))
         # Bootstrap unless the episode is over for the whole group (and not by a time limit).
         stop = np.array([t.group_done and not t.interrupted for t in trajectories])
-        episode_end = np.zeros(len(buffer))
-        episode_end[ends] = 1.0
         sums: Dict[str, np.ndarray] = {
             "environment": np.add.reduceat(buffer[BufferKey.ENVIRONMENT_REWARDS], starts)}
         advantages: List[np.ndarray] = []
@@ -73,11 +71,8 @@ class POCATrainer(OnPolicyTrainer[POCASettings]):
             rewards = signal.evaluate(buffer) * signal.strength
             buffer[rewards_key(name)] = rewards
             sums[name] = np.add.reduceat(rewards, starts)
-            next_values = np.empty(len(buffer))
-            next_values[:-1] = v[1:]
-            next_values[ends] = value_next[name] * (1.0 - stop)
-            returns = compute_gae(rewards, v, next_values, np.zeros(len(buffer)), episode_end,
-                                  signal.gamma, self.hyperparameters.lambd) + v
+            returns = trajectories_gae(rewards, v, value_next[name] * (1.0 - stop), ends,
+                                       signal.gamma, self.hyperparameters.lambd) + v
             buffer[returns_key(name)] = returns
             buffer[advantage_key(name)] = returns - b
             advantages.append(returns - b)
