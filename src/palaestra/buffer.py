@@ -284,10 +284,13 @@ class ReplayBuffer(_Columns):
     def load(self, path: str) -> None:
         """Replace the contents with the rows saved at `path` (the newest `capacity` of them).
         A damaged file raises ValueError naming it and leaves the buffer as it was."""
-        loaded = load_columns(path)
+        self.replace(load_columns(path))
+
+    def replace(self, rows: AgentBuffer) -> None:
+        """Hold exactly `rows` (the newest `capacity` of them), whatever it held before."""
         self._data = {}
         self.reset()
-        self.append_buffer(loaded)
+        self.append_buffer(rows)
 
     def sample_mini_batch(self, batch_size: int, rng: np.random.Generator) -> AgentBuffer:
         """`batch_size` rows drawn uniformly with replacement."""

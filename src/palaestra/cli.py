@@ -89,17 +89,17 @@ def _check_names(options: Any) -> None:
 
 
 def _is_run_folder(path: str) -> bool:
-    """Whether `path` is a folder palaestra made: every run has its run_logs/ from the start."""
+    """Whether `path` (not a link: checked before) is a folder palaestra made: every run has
+    its run_logs/ from the start."""
     run_logs = os.path.join(path, "run_logs")
-    return os.path.isdir(run_logs) and not os.path.islink(run_logs) \
-        and not os.path.islink(path)
+    return os.path.isdir(run_logs) and not os.path.islink(run_logs)
 
 
 def _prepare_run_dir(options: Any) -> Tuple[List[str], Optional[IO[str]]]:
     """Check the run's folder against --resume/--force, create it and lock it. Returns the
     folders it created, innermost first (a new run that fails before its first step removes
-    them), and the held lock (`palaestra.paths.lock_run`)."""
-    _check_names(options)
+    them), and the held lock (`palaestra.paths.lock_run`). The run's names were checked
+    before the environment was made (`_check_names`)."""
     ckpt = options.checkpoint_settings
     results = ckpt.results_dir
     if not results.strip():

@@ -172,8 +172,8 @@ class TrainerController:
     def _report_unsaved(self, exc: BaseException) -> None:
         if isinstance(exc, NonFiniteError):
             return  # its own message says which checkpoint is kept
-        kept = ", ".join(f"{name} step {t._last_saved_step}" for name, t in self.trainers.items()
-                         if t._last_saved_step >= 0) or "none"
+        kept = ", ".join(f"{name} step {t.last_saved_step}" for name, t in self.trainers.items()
+                         if t.last_saved_step >= 0) or "none"
         logger.error("Training stopped by %s: checkpoints are not saved now (the state may be "
                      "half-way through an update); the last complete ones are kept (%s).",
                      type(exc).__name__, kept)

@@ -62,7 +62,7 @@ def _fused_kernel(device: torch.device) -> bool:
         torch._fused_adam_([t[0]], [t[1]], [t[2]], [t[3]], [], [torch.ones((), device=device)],
                            lr=0.0, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
                            amsgrad=False, maximize=False)
-    except (AttributeError, NotImplementedError, RuntimeError):  # torch < 2.4: no CPU kernel
+    except (AttributeError, NotImplementedError, RuntimeError):  # a build without the kernel
         _FUSED_ON.discard(device.type)
         return False
     return True

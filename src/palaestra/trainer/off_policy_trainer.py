@@ -62,10 +62,10 @@ class OffPolicyTrainer(RLTrainer[H]):
         checkpoint names), so a resumed run does not start from an empty buffer."""
         return self.update_buffer if self._hp.save_replay_buffer else None
 
-    def restore_buffer(self, path: str) -> None:
-        self.update_buffer.load(path)
-        logger.info("Loaded %d experiences into the replay buffer from %s",
-                    self.update_buffer.num_experiences, path)
+    def restore_buffer(self, rows: AgentBuffer) -> None:
+        self.update_buffer.replace(rows)
+        logger.info("Loaded %d experiences into the replay buffer",
+                    self.update_buffer.num_experiences)
 
     def checkpoint_state(self) -> Dict[str, Any]:
         return {**super().checkpoint_state(), "update_steps": self.update_steps,

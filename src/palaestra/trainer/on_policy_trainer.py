@@ -7,8 +7,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from palaestra.buffer import (AgentBuffer, BufferKey, advantage_key, load_columns, returns_key,
-                              rewards_key, value_estimates_key)
+from palaestra.buffer import (AgentBuffer, BufferKey, advantage_key, returns_key, rewards_key,
+                              value_estimates_key)
 from palaestra.settings import OnPolicyHyperparamSettings
 from palaestra.optimizer import TorchOptimizer
 from palaestra.trainer.returns import trajectories_gae
@@ -160,5 +160,5 @@ class OnPolicyTrainer(RLTrainer[H]):
         experience at every stop while the step count kept them)."""
         return self.update_buffer
 
-    def restore_buffer(self, path: str) -> None:
-        self.update_buffer = load_columns(path)
+    def restore_buffer(self, rows: AgentBuffer) -> None:
+        self.update_buffer = rows

@@ -216,8 +216,7 @@ class RLTrainer(abc.ABC, Generic[H]):
         env step."""
         if self._queue and self._should_process_queue():
             with self.timers.time("process_trajectory"):
-                queue, self._queue, self._queued_steps = self._queue, [], 0
-                self._process_trajectories(queue)
+                self.flush()
         if self.should_still_train and self._is_ready_update():
             with self.timers.time("update_policy"):
                 if self._update_policy():
@@ -226,7 +225,8 @@ class RLTrainer(abc.ABC, Generic[H]):
         self._maybe_save_model(self._step)
 
     def flush(self) -> None:
-        """Process what is queued (at a stop: a checkpoint must hold every counted step)."""
+        """Process what is queued (when due, and at a stop: a checkpoint must hold every
+        counted step)."""
         if self._queue:
             queue, self._queue, self._queued_steps = self._queue, [], 0
             self._process_trajectories(queue)
@@ -313,6 +313,11 @@ class RLTrainer(abc.ABC, Generic[H]):
     def checkpoint_modules(self) -> Dict[str, Any]:
         return {**self.policy.get_modules(), **self.optimizer.get_modules()}
 
+    @property
+    def last_saved_step(self) -> int:
+        """The step of the newest complete checkpoint of this session (-1: none yet)."""
+        return self._last_saved_step
+
     def checkpoint_state(self) -> Dict[str, Any]:
         """Numbers and strings a checkpoint keeps besides the modules; a trainer with more
         state of its own extends this and `restore_state`."""
@@ -327,8 +332,8 @@ class RLTrainer(abc.ABC, Generic[H]):
         and a length, or None."""
         return None
 
-    def restore_buffer(self, path: str) -> None:
-        """Load what `buffer_to_save` saved (called on resume only)."""
+    def restore_buffer(self, rows: AgentBuffer) -> None:
+        """Take back what `buffer_to_save` saved, read and checked (called on resume only)."""
 
     def _restore_buffer_file(self, checkpoint: str, path: str) -> None:
         if not os.path.lexists(path):
@@ -338,8 +343,9 @@ class RLTrainer(abc.ABC, Generic[H]):
                            "buffer", self.brain_name, path, checkpoint)
             return
         try:
-            self._check_buffer(load_columns(path))
-            self.restore_buffer(path)
+            rows = load_columns(path)
+            self._check_buffer(rows)
+            self.restore_buffer(rows)
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{checkpoint} names the buffer {path}, which cannot be used: "
                                   f"{exc} (remove that file to resume with an empty buffer)"
