@@ -52,7 +52,8 @@ CLEANRL_PACKAGES = ["gymnasium==0.29.1", "numpy<2", "tyro", "tensorboard"]
 # gymnasium >= 1.0 while CleanRL pins 0.29.1; what it registers the env with works on both.
 PALAESTRA_NO_DEPS = ["pyyaml", "rich"]
 # "palaestra-env" and "sb3-env" time the environment alone with random actions (--env-speed).
-SYSTEMS = ("palaestra", "sb3", "cleanrl", "palaestra-env", "sb3-env")
+SYSTEMS = ("palaestra", "palaestra-off", "palaestra-ref", "sb3", "cleanrl", "palaestra-env",
+           "sb3-env")
 TAIL_LINES = 15
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
@@ -330,10 +331,13 @@ def ensure_palaestra(python: Path, deps: bool) -> None:
         raise RuntimeError(f"{python} still cannot import palaestra after installing it")
 
 
-def palaestra_env() -> Dict[str, str]:
-    """Environment for the palaestra subprocess: adds the checkout's src/ when not installed."""
+def palaestra_env(src: Optional[Path] = None) -> Dict[str, str]:
+    """Environment for the palaestra subprocess: adds the checkout's src/ when not installed,
+    or `src` (another checkout's src/, e.g. a git worktree of an earlier commit) first."""
     env = dict(os.environ)
-    if importlib.util.find_spec("palaestra") is None and (REPO / "src" / "palaestra").is_dir():
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    elif importlib.util.find_spec("palaestra") is None and (REPO / "src" / "palaestra").is_dir():
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"),
                                                           env.get("PYTHONPATH")]))
     return env
@@ -367,15 +371,17 @@ def palaestra_train_s(run_dir: Path) -> Optional[float]:
         return None
 
 
-def run_palaestra(bench: EnvBench, num_envs: int, steps: int, timeout: float) -> RunResult:
-    """palaestra as a user starts it, from the current interpreter, in a throw-away results dir."""
+def run_palaestra(bench: EnvBench, num_envs: int, steps: int, timeout: float,
+                  extra: Sequence[str] = (), src: Optional[Path] = None) -> RunResult:
+    """palaestra as a user starts it, from the current interpreter, in a throw-away results dir
+    (`extra`: more flags, e.g. --accel off; `src`: another checkout's src/ to run instead)."""
     with tempfile.TemporaryDirectory(prefix="palaestra-bench-") as tmp:
         run_id = f"bench-{num_envs}"
         copies = num_envs // bench.agents_per_copy
         cmd = [sys.executable, "-m", "palaestra", "learn", str(bench.config), "--run-id", run_id,
                "--env", bench.name, "--num-envs", str(copies), "--max-steps", str(steps),
-               "--results-dir", tmp, "--force", "--seed", str(SEED)]
-        proc, wall = timed_run(cmd, Path(tmp), timeout, env=palaestra_env())
+               "--results-dir", tmp, "--force", "--seed", str(SEED), *extra]
+        proc, wall = timed_run(cmd, Path(tmp), timeout, env=palaestra_env(src))
         if proc.returncode != 0:
             return RunResult(error=tail(proc.stderr + proc.stdout))
         run_dir = Path(tmp) / run_id
@@ -556,6 +562,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--sb3-venv", type=Path, default=CACHE_DIR / "sb3-venv",
                    help=f"virtual environment for SB3 (default {CACHE_DIR / 'sb3-venv'})")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per run (1800)")
+    p.add_argument("--ref-src", type=Path, default=None,
+                   help="src/ of another palaestra checkout (git worktree add /tmp/ref REV): "
+                        "adds a palaestra-ref row, that code on the same machine and sitting")
     args = p.parse_args(argv)
     bench = args.bench = BENCHES[args.env]
     if args.steps is None:
@@ -571,11 +580,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error(f"{other} is not used with --env {bench.name}: pass {bench.cleanrl_flag}")
     args.cleanrl_script = getattr(args, bench.cleanrl_flag.lstrip("-").replace("-", "_"))
     default = [s for s in SYSTEMS if (s != "cleanrl" or args.cleanrl_script)
+               and (s != "palaestra-ref" or args.ref_src)
                and (not s.endswith("-env") or args.env_speed)]
     wanted = args.only.split(",") if args.only else default
     unknown = set(wanted) - set(SYSTEMS)
     if unknown:
         p.error(f"--only: unknown system(s) {', '.join(sorted(unknown))}")
+    if "palaestra-ref" in wanted and args.ref_src is None:
+        p.error("--only palaestra-ref needs --ref-src /path/to/other/checkout/src")
     if "cleanrl" in wanted and args.cleanrl_script is None:
         p.error(f"--only cleanrl needs {bench.cleanrl_flag} /path/to/"
                 f"{'ppo.py' if bench.cleanrl_flag == '--cleanrl' else 'ppo_continuous_action.py'}")
@@ -621,6 +633,10 @@ def run_once(system: str, peer: object, args: argparse.Namespace, num_envs: int)
             return RunResult(error=str(peer))
         if system == "palaestra":
             return run_palaestra(bench, num_envs, args.steps, args.timeout)
+        if system == "palaestra-off":
+            return run_palaestra(bench, num_envs, args.steps, args.timeout, ("--accel", "off"))
+        if system == "palaestra-ref":
+            return run_palaestra(bench, num_envs, args.steps, args.timeout, src=args.ref_src)
         if system == "sb3":
             return run_sb3(bench, Path(str(peer)), num_envs, args.steps, args.timeout)
         if system.endswith("-env"):

@@ -81,11 +81,13 @@ def read_config(path: Path) -> Dict[str, object]:
 
 
 def run_palaestra(config: Path, behavior: str, steps: int, window: int,
-                  timeout: float) -> RunResult:
+                  timeout: float, extra: Sequence[str] = (),
+                  src: Optional[Path] = None) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="palaestra-bench-") as tmp:
         cmd = [sys.executable, "-m", "palaestra", "learn", str(config), "--run-id", "bench",
-               "--max-steps", str(steps), "--results-dir", tmp, "--force", "--seed", str(SEED)]
-        proc, wall = timed_run(cmd, Path(tmp), timeout, env=palaestra_env())
+               "--max-steps", str(steps), "--results-dir", tmp, "--force", "--seed", str(SEED),
+               *extra]
+        proc, wall = timed_run(cmd, Path(tmp), timeout, env=palaestra_env(src))
         if proc.returncode != 0:
             return RunResult(error=tail(proc.stderr + proc.stdout))
         run_dir = Path(tmp) / "bench"
@@ -126,7 +128,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--window", type=int, default=1000,
                    help="final return: mean of the episodes that ended in the last N steps")
-    p.add_argument("--only", default="palaestra,sb3")
+    p.add_argument("--only", default="palaestra,sb3",
+                   help="comma-separated subset of palaestra, palaestra-off (--accel off), "
+                        "palaestra-ref (the checkout of --ref-src), sb3")
+    p.add_argument("--ref-src", type=Path, default=None,
+                   help="src/ of another palaestra checkout, for the palaestra-ref row")
     p.add_argument("--sb3-venv", type=Path, default=CACHE_DIR / "sb3-venv")
     p.add_argument("--timeout", type=float, default=7200)
     p.add_argument("--sb3-threads", type=int, default=None,
@@ -150,6 +156,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = Path(tempfile.mkdtemp(prefix="sac-speed-")) / args.config.name
         config.write_text(yaml.safe_dump(raw))
     systems = args.only.split(",")
+    unknown = set(systems) - {"palaestra", "palaestra-off", "palaestra-ref", "sb3"}
+    if unknown:
+        p.error(f"--only: unknown system(s) {', '.join(sorted(unknown))}")
+    if "palaestra-ref" in systems and args.ref_src is None:
+        p.error("--only palaestra-ref needs --ref-src /path/to/other/checkout/src")
     python = None
     if "sb3" in systems:
         python = ensure_venv(args.sb3_venv, SB3_PACKAGES, "stable_baselines3")
@@ -160,9 +171,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     runs: Dict[str, List[RunResult]] = {s: [] for s in systems}
     for rep in range(args.repeats):
         for system in systems:
-            if system == "palaestra":
+            if system.startswith("palaestra"):
+                extra = ("--accel", "off") if system == "palaestra-off" else ()
+                src = args.ref_src if system == "palaestra-ref" else None
                 result = run_palaestra(config, str(spec["behavior"]), args.steps,
-                                       args.window, args.timeout)
+                                       args.window, args.timeout, extra, src)
             else:
                 assert python is not None
                 result = run_sb3(python, spec, args.steps, args.window, args.timeout)

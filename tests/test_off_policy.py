@@ -1,10 +1,11 @@
 """OffPolicyTrainer: replay capacity, warm-up and the steps-per-update ratio."""
 import numpy as np
 
-from palaestra import (ActionSpec, AgentBuffer, obs_key, BehaviorIdentifiers, BehaviorSpec,
-                       NetworkSettings, ObservationSpec, OffPolicyHyperparamSettings,
-                       OffPolicyTrainer, SimpleActor, TorchOptimizer, TorchPolicy,
-                       TrainerSettings, Trajectory)
+from helpers import run_context
+from palaestra import (ActionSpec, AgentBuffer, obs_key, BehaviorSpec, NetworkSettings,
+                       ObservationSpec, OffPolicyHyperparamSettings, OffPolicyTrainer,
+                       SimpleActor, TorchOptimizer, TorchPolicy, TrainerSettings,
+                       Trajectory)
 
 
 class CountingOptimizer(TorchOptimizer):
@@ -47,10 +48,8 @@ def test_replay_warmup_ratio_and_capacity(tmp_path):
     settings = TrainerSettings(trainer_type="replay", hyperparameters=hp,
                                network_settings=NetworkSettings(hidden_units=8, num_layers=1),
                                max_steps=10_000, summary_freq=10_000, checkpoint_interval=10_000)
-    trainer = ReplayTrainer("B", 1, settings, True, False, 0, str(tmp_path))
-    bid = BehaviorIdentifiers.from_name_behavior_id("B")
     spec = BehaviorSpec([ObservationSpec((2,))], ActionSpec.create_continuous(1))
-    trainer.add_policy(bid, trainer.create_policy(bid, spec))
+    trainer = ReplayTrainer.build("B", settings, spec, run_context(tmp_path))
     optimizer = trainer.optimizer
 
     trainer.publish_trajectory(_trajectory(30, 0))
@@ -78,13 +77,11 @@ def test_replay_buffer_is_saved_with_checkpoints_and_restored_on_resume(tmp_path
     settings = TrainerSettings(trainer_type="replay", hyperparameters=hp,
                                network_settings=NetworkSettings(hidden_units=8, num_layers=1),
                                max_steps=10_000, summary_freq=10_000, checkpoint_interval=40)
-    bid = BehaviorIdentifiers.from_name_behavior_id("B")
     spec = BehaviorSpec([ObservationSpec((2,))], ActionSpec.create_continuous(1))
 
     def make(load):
-        trainer = ReplayTrainer("B", 1, settings, True, load, 0, str(tmp_path))
-        trainer.add_policy(bid, trainer.create_policy(bid, spec))
-        return trainer
+        return ReplayTrainer.build("B", settings, spec,
+                                   run_context(tmp_path, resume=load))
 
     first = make(False)
     for start in range(0, 60, 20):

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from palaestra import (ActionSpec, BehaviorIdentifiers, BehaviorSpec, BufferKey,
-                       NetworkSettings, ObservationSpec, TrainerSettings, Trajectory,
-                       advantage_key, returns_key, value_estimates_key)
+from helpers import run_context
+from palaestra import (ActionSpec, BehaviorSpec, BufferKey, NetworkSettings, ObservationSpec,
+                       TrainerSettings, Trajectory, advantage_key, returns_key,
+                       value_estimates_key)
 from palaestra.trainer.returns import get_gae
 from palaestra.trainers.ppo.settings import PPOSettings
 from palaestra.trainers.ppo.trainer import PPOTrainer
@@ -26,11 +27,8 @@ def _trainer(tmp_path, normalize=False, buffer_size=64, summary_freq=10_000):
         trainer_type="ppo", hyperparameters=hp, max_steps=100_000, summary_freq=summary_freq,
         checkpoint_interval=100_000,
         network_settings=NetworkSettings(hidden_units=8, num_layers=1, normalize=normalize))
-    trainer = PPOTrainer("B", 1, settings, True, False, 0, str(tmp_path))
-    bid = BehaviorIdentifiers.from_name_behavior_id("B")
     spec = BehaviorSpec([ObservationSpec((3,))], ActionSpec.create_discrete((2,)))
-    trainer.add_policy(bid, trainer.create_policy(bid, spec))
-    return trainer
+    return PPOTrainer.build("B", settings, spec, run_context(tmp_path))
 
 
 def test_trajectories_to_agentbuffer_equals_appending_each():

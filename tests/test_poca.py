@@ -7,12 +7,11 @@ import pytest
 import torch
 import yaml
 
-from palaestra import (ActionSpec, BehaviorIdentifiers, BehaviorSpec, NetworkSettings,
-                       ObservationSpec, TrainerSettings, returns_key)
+from palaestra import (ActionSpec, BehaviorSpec, NetworkSettings, ObservationSpec, TrainerSettings, returns_key)
 from palaestra.trainers.poca import POCASettings, POCATrainer, POCAValueNetwork
 from palaestra.trajectory import GroupStatus, Trajectory
 
-from helpers import learn, scalars
+from helpers import learn, scalars, run_context
 
 
 def _critic(spec=ActionSpec(1, (3,)), hidden=16):
@@ -75,10 +74,7 @@ def _trainer(tmp_path, gamma=0.9, lambd=1.0):
                                network_settings=NetworkSettings(hidden_units=8, num_layers=1),
                                max_steps=1000)
     settings.reward_signals[next(iter(settings.reward_signals))].gamma = gamma
-    trainer = POCATrainer("B", 1, settings, True, False, 0, str(tmp_path))
-    bid = BehaviorIdentifiers.from_name_behavior_id("B")
-    trainer.add_policy(bid, trainer.create_policy(bid, spec))
-    return trainer
+    return POCATrainer.build("B", settings, spec, run_context(tmp_path))
 
 
 def _trajectory(agent, done, all_done, group_reward_last=0.0, n=3):
@@ -188,14 +184,13 @@ def test_split_update_follows_the_gradient_of_the_whole_loss(tmp_path, threaded)
     """The value pass runs apart (on a side thread when a core is free) and its gradients are
     summed in: the step must follow the gradient of policy + 0.5 (value + 0.5 baseline) -
     beta entropy taken in one backward."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from palaestra import AgentAction, BufferKey, ModelUtils, baselines_key, value_estimates_key
+    from palaestra import (Accel, AgentAction, BufferKey, ModelUtils, baselines_key,
+                           value_estimates_key)
 
     torch.manual_seed(0)
     trainer = _trainer(tmp_path)
     optimizer = trainer.optimizer
-    optimizer._worker = ThreadPoolExecutor(1) if threaded else None
+    optimizer.accel = Accel(side_thread=threaded)
     batch = trainer.process_group_batch([_trajectory(1, True, False),
                                          _trajectory(2, True, True, group_reward_last=1.0)])
     eps, beta = optimizer.decay_epsilon.get_value(0), optimizer.decay_beta.get_value(0)

@@ -7,12 +7,12 @@ import pytest
 import torch
 import yaml
 
-from palaestra import (ActionSpec, BehaviorIdentifiers, BehaviorSpec, BufferKey,
-                       NetworkSettings, ObservationSpec, TrainerSettings, Trajectory, rewards_key)
+from palaestra import (ActionSpec, BehaviorSpec, BufferKey, NetworkSettings, ObservationSpec,
+                       TrainerSettings, Trajectory, rewards_key)
 from palaestra.cli import main
 from palaestra.trainers.sac import SACSettings, SACTrainer
 
-from helpers import scalars
+from helpers import scalars, run_context
 
 
 def _run(tmp_path, config, max_steps):
@@ -65,10 +65,7 @@ def _trainer(tmp_path, spec, **hp):
                                network_settings=NetworkSettings(hidden_units=8, num_layers=1),
                                max_steps=10_000, summary_freq=10_000,
                                checkpoint_interval=10_000)
-    trainer = SACTrainer("B", 1, settings, True, False, 0, str(tmp_path))
-    bid = BehaviorIdentifiers.from_name_behavior_id("B")
-    trainer.add_policy(bid, trainer.create_policy(bid, spec))
-    return trainer
+    return SACTrainer.build("B", settings, spec, run_context(tmp_path))
 
 
 def _batch(rng, spec, n=32):
@@ -120,24 +117,23 @@ def test_entropy_coefficient_falls_when_entropy_is_above_its_target(tmp_path):
 
 @pytest.mark.parametrize("spec", [ActionSpec(2, ()), ActionSpec(1, (2,))])
 def test_update_on_a_worker_thread_equals_the_update_on_one_thread(tmp_path, spec):
-    """The critics' and the policy's sides run side by side when there are two cores: the
-    result must not depend on it (random draws in a fixed order, the actor stepped only after
-    the critics' side has read it for the next-state actions)."""
+    """The critics' and the policy's gradients are taken side by side when the run has a core
+    to spare (Accel.parallel_grads): the result must not depend on it (random draws in a fixed
+    order, every optimizer stepped after both)."""
+    from palaestra import Accel
+
     behavior = BehaviorSpec([ObservationSpec((3,))], spec)
     results = []
     for threaded in (False, True):
         torch.manual_seed(0)
         optimizer = _trainer(tmp_path / str(threaded), behavior, learning_rate=0.01).optimizer
-        if threaded and optimizer._worker is None:
-            from concurrent.futures import ThreadPoolExecutor
-            optimizer._worker = ThreadPoolExecutor(1)
-        elif not threaded:
-            optimizer._worker = None
+        optimizer.accel = Accel(side_thread=threaded)
         rng = np.random.default_rng(3)
         stats = [optimizer.update(_batch(rng, spec), 32) for _ in range(3)]
         params = [p.detach().clone() for module in (optimizer.policy.actor, optimizer.critic,
                                                      optimizer.target) for p in module.parameters()]
         results.append((stats, params, optimizer.log_alpha.detach().clone()))
+        optimizer.accel.close()
     (stats_a, params_a, alpha_a), (stats_b, params_b, alpha_b) = results
     assert stats_a == stats_b
     for a, b in zip(params_a, params_b):

@@ -13,6 +13,10 @@ import palaestra.envs.builtin  # noqa: F401  (registers the palaestra/<Name>-v0 
 # for torch until something needs it, and `palaestra.trainers.ppo`, written against these
 # names, can import them without the two modules importing each other.
 _PUBLIC: Dict[str, Tuple[str, ...]] = {
+    "palaestra.accel": (
+        "Accel",),
+    "palaestra.api": (
+        "RunResult", "learn"),
     "palaestra.buffer": (
         "AgentBuffer", "BufferKey", "ObservationKeyPrefix", "ReplayBuffer", "RewardSignalKeyPrefix",
         "advantage_key", "baselines_key", "group_obs_key", "next_obs_key", "obs_key", "returns_key",
@@ -28,29 +32,31 @@ _PUBLIC: Dict[str, Tuple[str, ...]] = {
     "palaestra.optim": (
         "Adam",),
     "palaestra.networks": (
-        "ActionModel", "AgentAction", "NetworkBody", "SharedActorCritic", "SimpleActor",
-        "ValueNetwork", "obs_tensors"),
+        "ActionModel", "AgentAction", "NetworkBody", "ObservationEncoder", "SharedActorCritic",
+        "SimpleActor", "ValueNetwork", "activation", "obs_tensors"),
     "palaestra.optimizer": (
-        "RewardSignal", "TorchOptimizer"),
+        "ExtrinsicRewardSignal", "RewardSignal", "TorchOptimizer"),
     "palaestra.policy": (
         "ActionInfo", "TorchPolicy"),
     "palaestra.settings": (
-        "EncoderType", "HyperparamSettings", "NetworkSettings", "OffPolicyHyperparamSettings",
+        "Activation", "EncoderType", "HyperparamSettings", "MAX_EPOCHS", "NetworkSettings", "OffPolicyHyperparamSettings",
         "OnPolicyHyperparamSettings", "RewardSignalSettings", "RewardSignalType", "ScheduleType",
         "Settings", "TrainerSettings", "setting"),
     "palaestra.stats": (
         "StatsReporter", "StatsSummary", "StatsWriter"),
     "palaestra.trainer": (
-        "BehaviorIdentifiers", "OffPolicyTrainer", "OnPolicyTrainer", "RLTrainer", "compute_gae",
-        "discount_rewards", "get_gae", "trajectories_gae"),
+        "BehaviorIdentifiers", "OffPolicyTrainer", "OnPolicyTrainer", "RLTrainer", "RunContext",
+        "compute_gae", "discount_rewards", "get_gae", "trajectories_gae"),
     "palaestra.trajectory": (
-        "AgentExperience", "Trajectory"),
+        "AgentExperience", "Trajectory", "pad_teammates"),
     "palaestra.trainers.ppo": (
         "PPOSettings", "PPOTrainer", "TorchPPOOptimizer"),
 }
 _MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
 
 if TYPE_CHECKING:
+    from palaestra.accel import Accel
+    from palaestra.api import RunResult, learn
     from palaestra.buffer import (AgentBuffer, BufferKey, ObservationKeyPrefix, ReplayBuffer,
                                   RewardSignalKeyPrefix, advantage_key, baselines_key,
                                   group_obs_key, next_obs_key, obs_key, returns_key, rewards_key,
@@ -61,19 +67,21 @@ if TYPE_CHECKING:
                                      TrainerConfigError, TrainerNotReadyError)
     from palaestra.model_utils import DecayedValue, ModelUtils
     from palaestra.optim import Adam
-    from palaestra.networks import (ActionModel, AgentAction, NetworkBody, SharedActorCritic,
-                                    SimpleActor, ValueNetwork, obs_tensors)
-    from palaestra.optimizer import RewardSignal, TorchOptimizer
+    from palaestra.networks import (ActionModel, AgentAction, NetworkBody, ObservationEncoder,
+                                    SharedActorCritic, SimpleActor, ValueNetwork, activation,
+                                    obs_tensors)
+    from palaestra.optimizer import ExtrinsicRewardSignal, RewardSignal, TorchOptimizer
     from palaestra.policy import ActionInfo, TorchPolicy
-    from palaestra.settings import (EncoderType, HyperparamSettings, NetworkSettings,
+    from palaestra.settings import (MAX_EPOCHS, Activation, EncoderType, HyperparamSettings,
+                                    NetworkSettings,
                                     OffPolicyHyperparamSettings, OnPolicyHyperparamSettings,
                                     RewardSignalSettings, RewardSignalType, ScheduleType, Settings,
                                     TrainerSettings, setting)
     from palaestra.stats import StatsReporter, StatsSummary, StatsWriter
     from palaestra.trainer import (BehaviorIdentifiers, OffPolicyTrainer, OnPolicyTrainer,
-                                   RLTrainer, compute_gae, discount_rewards, get_gae,
-                                   trajectories_gae)
-    from palaestra.trajectory import AgentExperience, Trajectory
+                                   RLTrainer, RunContext, compute_gae, discount_rewards,
+                                   get_gae, trajectories_gae)
+    from palaestra.trajectory import AgentExperience, Trajectory, pad_teammates
     from palaestra.trainers.ppo import PPOSettings, PPOTrainer, TorchPPOOptimizer
 else:
     def __getattr__(name: str) -> Any:
@@ -91,6 +99,8 @@ def __dir__() -> List[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Accel", "Activation", "ExtrinsicRewardSignal", "MAX_EPOCHS", "ObservationEncoder",
+    "RunResult", "activation", "learn", "pad_teammates",
     "ActionInfo", "ActionModel", "Adam", "ActionSpec", "ActionTuple", "AgentAction", "AgentBuffer",
     "AgentExperience", "BaseEnv", "BehaviorIdentifiers", "BehaviorSpec", "BufferKey",
     "CheckpointError", "DecayedValue", "DecisionSteps", "EncoderType", "EnvironmentSetupError",
@@ -98,11 +108,11 @@ __all__ = [
     "ObservationKind", "ObservationSpec", "OffPolicyHyperparamSettings", "OffPolicyTrainer",
     "OnPolicyHyperparamSettings", "OnPolicyTrainer", "PPOSettings", "PPOTrainer", "PalaestraError",
     "RLTrainer", "ReplayBuffer", "RewardSignal", "RewardSignalKeyPrefix", "RewardSignalSettings",
-    "RewardSignalType", "ScheduleType", "Settings", "SharedActorCritic", "SimpleActor",
-    "StatsReporter", "StatsSummary", "StatsWriter", "TerminalSteps", "TorchOptimizer",
-    "TorchPPOOptimizer", "TorchPolicy", "TrainerConfigError", "TrainerNotReadyError",
-    "TrainerSettings", "Trajectory", "ValueNetwork", "advantage_key", "baselines_key",
-    "compute_gae", "discount_rewards", "get_gae", "group_obs_key", "next_obs_key", "obs_key",
-    "obs_tensors", "returns_key", "rewards_key", "setting", "trajectories_gae",
+    "RewardSignalType", "RunContext", "ScheduleType", "Settings", "SharedActorCritic",
+    "SimpleActor", "StatsReporter", "StatsSummary", "StatsWriter", "TerminalSteps",
+    "TorchOptimizer", "TorchPPOOptimizer", "TorchPolicy", "TrainerConfigError",
+    "TrainerNotReadyError", "TrainerSettings", "Trajectory", "ValueNetwork", "advantage_key",
+    "baselines_key", "compute_gae", "discount_rewards", "get_gae", "group_obs_key", "next_obs_key",
+    "obs_key", "obs_tensors", "returns_key", "rewards_key", "setting", "trajectories_gae",
     "value_estimates_key", "__version__",
 ]

@@ -17,7 +17,7 @@ import operator
 import reprlib
 import types
 import typing
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import yaml
 
@@ -97,6 +97,8 @@ class _Structurer:
         allowed = [m.value for m in tp]  # type: ignore[attr-defined]
         if isinstance(value, str) and value.lower() in allowed:
             return tp(value.lower())
+        if value is False and "off" in allowed:  # YAML 1.1 reads a bare `off` as false
+            return tp("off")
         if isinstance(value, str) and value in _NOT_YET:
             raise self.error(path, f"{_NOT_YET[value]} ('{value}') is an ML-Agents feature "
                                    f"palaestra does not support yet. Allowed values: "
@@ -319,7 +321,7 @@ class ConfigLoader:
                     raw[section] = {}
                 if not isinstance(raw[section], Mapping):
                     raise self.st.error(section, f"expected a mapping, got {_show(raw[section])}")
-                raw[section] = {**raw[section], **values}
+                raw[section] = _merged(raw[section], values)
             else:
                 raw[section] = values
         top = {f.name for f in dataclasses.fields(RunOptions)}
@@ -395,13 +397,28 @@ class ConfigLoader:
                 ", ".join(map(str, options.environment_parameters)))
 
 
-def load_run_options(path: Optional[str], registry: TrainerRegistry,
+def _merged(base: Mapping[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:
+    """`base` with `update`'s keys, mappings merged key by key (an override of
+    `behaviors.3DBall.summary_freq` keeps the behavior's other settings)."""
+    out = dict(base)
+    for key, value in update.items():
+        old = out.get(key)
+        out[key] = _merged(old, value) if isinstance(old, Mapping) and \
+            isinstance(value, Mapping) else value
+    return out
+
+
+def load_run_options(path: Union[str, Mapping[str, Any], None], registry: TrainerRegistry,
                      overrides: Optional[Mapping[str, Any]] = None) -> RunOptions:
-    """The one entry point used by the CLI: file + CLI overrides -> validated RunOptions."""
-    raw = read_yaml(path) if path else {}
-    loader = ConfigLoader(registry, source=path or "<command line>")
+    """The one entry point of the CLI and `palaestra.learn`: a YAML file (or a mapping of the
+    same content, from Python) + overrides -> validated RunOptions."""
+    if isinstance(path, Mapping):
+        raw, source = dict(path), "<config mapping>"
+    else:
+        raw, source = (read_yaml(path) if path else {}), path or "<command line>"
+    loader = ConfigLoader(registry, source=source)
     options = loader.load(raw, overrides)
-    if path is None and options.default_settings is None:
+    if not path and options.default_settings is None:
         # As mlagents-learn: with no config file every behavior trains with the defaults.
         logger.warning("No config file given: every behavior uses the default settings (ppo).")
         options.default_settings = loader.trainer_settings({}, {}, "default_settings")

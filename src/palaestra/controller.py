@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Type
 
+from palaestra.accel import Accel
 from palaestra.agent_processor import AgentProcessor
 from palaestra.atomic import atomic_write_text
 from palaestra.env_manager import EnvManager
@@ -25,7 +26,8 @@ from palaestra.settings import RunOptions
 from palaestra.stats import StatsReporter, StatsWriter, guard_writers
 from palaestra.timers import Timers
 from palaestra.paths import behavior_parts, check_behavior_folders, join_inside
-from palaestra.trainer.rl_trainer import BehaviorIdentifiers, RLTrainer
+from palaestra.trainer.rl_trainer import RLTrainer
+from palaestra.trainer.run_context import RunContext
 from palaestra.watchdog import EnvGuard, EnvironmentTimeout, StopRequested
 
 logger = logging.getLogger("palaestra")
@@ -33,8 +35,9 @@ logger = logging.getLogger("palaestra")
 
 class TrainerController:
     def __init__(self, options: RunOptions, registry: TrainerRegistry, env: BaseEnv,
-                 writers: List[StatsWriter], seed: int) -> None:
+                 writers: List[StatsWriter], seed: int, accel: Optional[Accel] = None) -> None:
         self.options = options
+        self.accel_plan = accel  # the run's speed paths, applied to each trainer it builds
         self.registry = registry
         self.writers = guard_writers(writers)  # a failing writer is reported and switched off
         self.seed = seed
@@ -69,16 +72,15 @@ class TrainerController:
         # Behavior names come from the environment: each part must be a plain folder name, and
         # the folder must resolve inside the run's (behavior_parts, join_inside).
         artifact_path = join_inside(self.write_path, behavior_parts(name))
-        trainer: RLTrainer = info.trainer_cls(
-            name, 1, settings, True, ckpt.resume, self.seed, artifact_path)
         reporter = StatsReporter(name, self.writers)
-        trainer.bind_run(reporter, device, self.status_path, self.timers)
-        behavior_id = BehaviorIdentifiers.from_name_behavior_id(name)
-        policy = trainer.create_policy(behavior_id, spec)
-        trainer.add_policy(behavior_id, policy)
+        run = RunContext(artifact_path=artifact_path, seed=self.seed, resume=ckpt.resume,
+                         stats_reporter=reporter, device=device, status_path=self.status_path,
+                         timers=self.timers, accel=self.accel_plan)
+        trainer_cls: Type[RLTrainer[Any]] = info.trainer_cls  # checked by the registry
+        trainer = trainer_cls.build(name, settings, spec, run)
         processor = AgentProcessor(name, spec, settings.time_horizon, reporter,
                                    trainer.publish_trajectory)
-        self.env_manager.add_behavior(name, policy, processor)
+        self.env_manager.add_behavior(name, trainer.policy, processor)
         self.trainers[name] = trainer
         for writer in self.writers:
             writer.on_start(name, settings.max_steps, trainer.get_step)

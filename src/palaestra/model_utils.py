@@ -44,6 +44,22 @@ class ModelUtils:
             group["lr"] = lr
 
     @staticmethod
+    def set_gradients(params: Sequence[torch.Tensor],
+                      *grads: Sequence[Optional[torch.Tensor]]) -> None:
+        """`p.grad` = the sum of `p`'s gradients in each list (None entries skipped; None
+        where no list has one): what `backward()` of the summed losses on zeroed gradients
+        leaves, for gradients taken apart (`TorchOptimizer.accel.parallel_grads`)."""
+        for i, p in enumerate(params):
+            present = [g[i] for g in grads if g[i] is not None]
+            if not present:
+                p.grad = None
+                continue
+            total = present[0]
+            for g in present[1:]:
+                total = total + g
+            p.grad = total
+
+    @staticmethod
     @torch.no_grad()
     def soft_update(source: torch.nn.Module, target: torch.nn.Module, tau: float) -> None:
         """target <- tau * source + (1 - tau) * target, parameter by parameter (Polyak

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from palaestra.accel import Accel
 from palaestra.buffer import AgentBuffer, BufferKey
 from palaestra.networks.networks import obs_tensors
 from palaestra.policy import TorchPolicy
@@ -81,6 +82,10 @@ class TorchOptimizer(abc.ABC):
         # them; a Q-learner leaves `critic` None.
         self.critic: Any = None
         self.optimizer: Any = None
+        # The run's speed layer (palaestra.accel): `self.accel.parallel_grads` / `run_pair`
+        # compute two independent halves side by side where the run allows it. Plain until
+        # the run's plan is applied (Accel.prepare_trainer).
+        self.accel = Accel.off()
 
     @abc.abstractmethod
     def update(self, batch: AgentBuffer, num_sequences: int) -> Dict[str, float]:

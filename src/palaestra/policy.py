@@ -16,7 +16,7 @@ from torch import nn
 from palaestra.buffer import AgentBuffer
 from palaestra.envs.base import ActionTuple, BehaviorSpec, DecisionSteps
 from palaestra.exception import TrainerConfigError
-from palaestra.networks.numpy_actor import NumpyActor
+from palaestra.accel.numpy_actor import NumpyActor
 from palaestra.settings import NetworkSettings
 
 # ML-Agents' convention: a Gaussian sample is clipped to [-3, 3] and scaled to [-1, 1] for the
@@ -62,8 +62,9 @@ class TorchPolicy:
                 "set normalize: false.")
         self.global_step = 0
         self._tanh = bool(actor_kwargs.get("tanh_squash", False))
+        # The NumPy acting mirror (palaestra.accel), when the run's accel plan switches it on.
         self._numpy_actor: Optional[NumpyActor] = None
-        self._use_numpy = NumpyActor.supports(self.actor)
+        self._use_numpy = False
 
     # -- acting ------------------------------------------------------------------------------
     def get_action(self, decision_requests: DecisionSteps) -> ActionInfo:
@@ -95,15 +96,33 @@ class TorchPolicy:
         env_cont = cont if self._tanh else np.clip(cont, -_CLIP, _CLIP) / _CLIP
         return ActionInfo(stored, ActionTuple(env_cont, disc), log_probs_np)
 
+    def act_with_numpy(self, on: bool) -> bool:
+        """Act through the NumPy mirror of the actor (`palaestra.accel.numpy_actor`) where it
+        covers the actor and the policy runs on the CPU. Returns whether it is used. Set by the
+        run's accel plan; off by default."""
+        self._use_numpy = bool(on) and NumpyActor.supports(self.actor)
+        self._numpy_actor = None
+        return self._use_numpy
+
+    def weights_changed(self) -> None:
+        """The actor's weights were changed in place (an optimizer step, a checkpoint load).
+        The trainer calls this after every `_update_policy` that returns True and after a
+        restore; a trainer that changes the actor's weights anywhere else calls it too, or an
+        accelerated acting path would go on acting with the weights it last read."""
+        if self._numpy_actor is not None:
+            self._numpy_actor.stale = True
+
     def to(self, device: str | torch.device) -> "TorchPolicy":
         self.device = torch.device(device)
         self.actor.to(self.device)
+        self.weights_changed()
         return self
 
     # -- training support --------------------------------------------------------------------
     def update_normalization(self, buffer: AgentBuffer) -> None:
         if self.network_settings.normalize:
             self.actor.update_normalization(buffer)
+            self.weights_changed()
 
     def get_current_step(self) -> int:
         return self.global_step

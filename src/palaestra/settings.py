@@ -265,11 +265,24 @@ class CheckpointSettings(Settings):
         return os.path.join(self.results_dir, self.run_id)
 
 
+class AccelMode(enum.Enum):
+    """palaestra extension: `auto` uses the speed paths of `palaestra.accel` that pay on this
+    machine; `off` runs plain torch everywhere."""
+
+    AUTO = "auto"
+    OFF = "off"
+
+
 class TorchSettings(Settings):
     device: Optional[str] = setting(None, "torch device (cpu, cuda, cuda:1 ...); null picks cpu.")
     num_threads: Optional[int] = setting(
-        None, "CPU threads for torch (palaestra extension); null means 1, fastest for the "
-              "small networks of vector tasks.", ge=1, le=MAX_THREADS)
+        None, "CPU threads for torch (palaestra extension); null means 1 with accel auto "
+              "(fastest for the small networks of vector tasks) and torch's default with "
+              "accel off.", ge=1, le=MAX_THREADS)
+    accel: AccelMode = setting(
+        AccelMode.AUTO, "Speed paths (palaestra extension): auto uses those measured to pay "
+                        "on this machine (docs/architecture.md, palaestra.accel); off runs plain "
+                        "torch.")
 
 
 class RunOptions(Settings):

@@ -31,12 +31,14 @@ def test_a2c_is_registered_by_the_installed_package():
 
 def test_a2c_balances_3dball_on_a_budget(tmp_path: pathlib.Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shipped 3DBall config with a third of its steps (the learning rate then anneals to
-    0 at 100k): from a few points at the first summary to >= 90 of the maximum 100 at the
-    last. Seed 1 reaches 100 at 60k; seeds 1-5 all end at >= 94 with this budget."""
+    """The shipped 3DBall config with half of its steps (the learning rate then anneals to 0
+    at 150k): from a few points at the first summary to >= 90 of the maximum 100 at the last.
+    A2C's outcome depends on the random stream: with 100k steps, NumPy acting (accel auto) and
+    seeds 1-3 ended at 100, but torch acting (accel off) ended at 44-86 in 5 of 11 runs over
+    seeds 1-7; with 150k, torch acting and plain Adam end at 100 for seeds 1, 2 and 4-7."""
     monkeypatch.setenv("PALAESTRA_NO_PROGRESS", "1")
     assert main(["learn", str(CONFIG), "--run-id", "a2c", "--results-dir", str(tmp_path),
-                 "--seed", "1", "--max-steps", "100000"]) == 0
+                 "--seed", "1", "--max-steps", "150000"]) == 0
     rewards = _rewards(tmp_path / "a2c" / "3DBall")
     assert rewards[0] < 10, rewards
     assert rewards[-1] >= 90, rewards

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from palaestra import (ActionSpec, BehaviorIdentifiers, BehaviorSpec, BufferKey,
-                       NetworkSettings, ObservationSpec, TrainerConfigError, TrainerSettings,
-                       Trajectory)
+from palaestra import (ActionSpec, BehaviorSpec, BufferKey, NetworkSettings, ObservationSpec,
+                       RunContext, TrainerConfigError, TrainerSettings, Trajectory)
 from palaestra.cli import main
 from palaestra.registry import TrainerRegistry
 from palaestra_trainer_plugin.dqn import DQNSettings, DQNTrainer
@@ -22,11 +21,8 @@ def _trainer(tmp_path, spec=None, **hp):
                                network_settings=NetworkSettings(hidden_units=8, num_layers=1),
                                max_steps=10_000, summary_freq=10_000,
                                checkpoint_interval=10_000)
-    trainer = DQNTrainer("B", 1, settings, True, False, 0, str(tmp_path))
-    bid = BehaviorIdentifiers.from_name_behavior_id("B")
     spec = spec or BehaviorSpec([ObservationSpec((3,))], ActionSpec.create_discrete((3, 2)))
-    trainer.add_policy(bid, trainer.create_policy(bid, spec))
-    return trainer
+    return DQNTrainer.build("B", settings, spec, RunContext(artifact_path=str(tmp_path)))
 
 
 def test_dqn_is_registered_by_the_installed_package():

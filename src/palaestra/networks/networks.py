@@ -2,10 +2,9 @@
 
 Initialisation is orthogonal (gain sqrt(2) for hidden layers, 0.01 for the policy head, 1 for
 value heads), the choice of PPO implementations that match published results (Engstrom et al.
-2020, "Implementation Matters in Deep RL"). Hidden layers are applied with `linear` (F.linear,
-large products through oneDNN on the CPU: see `palaestra.networks.linear`) and a functional
-activation: the same maths as `nn.Sequential`, without per-module call overhead on the
-per-step acting path.
+2020, "Implementation Matters in Deep RL"). Hidden layers are plain `nn.Linear` modules
+followed by an in-place activation where its backward allows one; the run's accel plan may
+route their large products through oneDNN (`palaestra.accel.linear`).
 """
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ from palaestra.envs.base import ActionSpec, ObservationSpec
 from palaestra.exception import TrainerConfigError
 from palaestra.networks.distributions import ActionModel, AgentAction
 from palaestra.networks.encoders import ObservationEncoder
-from palaestra.networks.linear import linear
 from palaestra.settings import Activation, NetworkSettings
 
 # Hidden activations, applied in place on a layer's fresh output where their backward needs
@@ -65,7 +63,7 @@ class NetworkBody(nn.Module):
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         x = self.encoder(inputs)
         for layer in self.layers:
-            x = self.act(linear(x, layer.weight, layer.bias))
+            x = self.act(layer(x))
         return x
 
     def update_normalization(self, buffer: AgentBuffer) -> None:

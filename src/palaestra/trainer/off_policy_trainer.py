@@ -11,8 +11,9 @@ import numpy as np
 
 from palaestra.buffer import AgentBuffer, ReplayBuffer, rewards_key
 from palaestra.optimizer import RewardSignal
-from palaestra.settings import OffPolicyHyperparamSettings
+from palaestra.settings import OffPolicyHyperparamSettings, TrainerSettings
 from palaestra.trainer.rl_trainer import H, RLTrainer
+from palaestra.trainer.run_context import RunContext
 from palaestra.trajectory import Trajectory
 
 logger = logging.getLogger("palaestra")
@@ -22,8 +23,9 @@ class OffPolicyTrainer(RLTrainer[H]):
     """Base for SAC/DQN-like trainers. `hyperparameters` must derive
     OffPolicyHyperparamSettings."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, behavior_name: str, trainer_settings: TrainerSettings,
+                 run: Optional[RunContext] = None) -> None:
+        super().__init__(behavior_name, trainer_settings, run)
         self.update_buffer: ReplayBuffer = ReplayBuffer(self._hp.buffer_size)  # type: ignore
         self.update_steps = 0
         self.reward_signal_update_steps = 0

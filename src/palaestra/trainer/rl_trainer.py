@@ -5,6 +5,9 @@ A trainer must implement `create_policy`, `create_optimizer`, `_process_trajecto
 `OffPolicyTrainer`). It gets: the typed `hyperparameters`, step counting, summaries every
 `summary_freq`, checkpoints every `checkpoint_interval`, resume / initialise-from, the
 `collected_rewards` bookkeeping and end-of-episode reward stats, and a stats reporter.
+
+A trainer is built in one step, ``MyTrainer.build(name, settings, spec, RunContext(...))``:
+constructed from what the run gives (`RunContext`), its policy created and attached.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Dict, Generic, List, Mapping, Optional, Sequence, TypeVar
+from typing import Any, Dict, Generic, List, Mapping, Optional, Sequence, Type, TypeVar
 
 import numpy as np
 import torch
@@ -30,11 +33,13 @@ from palaestra.policy import TorchPolicy
 from palaestra.settings import HyperparamSettings, TrainerSettings
 from palaestra.stats import StatsReporter
 from palaestra.timers import Timers
+from palaestra.trainer.run_context import RunContext
 from palaestra.trajectory import Trajectory
 
 logger = logging.getLogger("palaestra")
 
 H = TypeVar("H", bound=HyperparamSettings)
+TrainerT = TypeVar("TrainerT", bound="RLTrainer[Any]")
 
 
 @dataclass(frozen=True)
@@ -52,28 +57,30 @@ class BehaviorIdentifiers:
 
 
 class RLTrainer(abc.ABC, Generic[H]):
-    def __init__(self, behavior_name: str, reward_buff_cap: int,
-                 trainer_settings: TrainerSettings, training: bool, load: bool, seed: int,
-                 artifact_path: str) -> None:
+    def __init__(self, behavior_name: str, trainer_settings: TrainerSettings,
+                 run: Optional[RunContext] = None) -> None:
+        """Fields only: the policy and optimizer come from `add_policy` (`build` does both).
+        A subclass that defines `__init__` takes these three arguments and passes them on."""
+        if run is None:
+            run = RunContext(artifact_path=None)
         self.brain_name = behavior_name
         self.trainer_settings = trainer_settings
         self.hyperparameters: H = trainer_settings.hyperparameters
-        self.is_training = training
-        self.load = load
-        self.seed = seed
-        self.artifact_path = artifact_path
-        self.reward_buff_cap = reward_buff_cap
+        self.is_training = run.training
+        self.load = run.resume
+        self.seed = run.seed
+        self.artifact_path = run.artifact_path
+        self.stats_reporter = (StatsReporter(behavior_name, []) if run.stats_reporter is None
+                               else run.stats_reporter)
+        self.device = run.device
+        self.timers = Timers() if run.timers is None else run.timers
+        self.status_path = run.status_path
         self._policy: Optional[TorchPolicy] = None
         self._optimizer: Optional[TorchOptimizer] = None
         self.policies: Dict[str, TorchPolicy] = {}
         self.update_buffer = AgentBuffer()
         self.collected_rewards: Dict[str, Dict[Any, float]] = {"environment": defaultdict(float)}
-        self.rng = np.random.default_rng(None if seed < 0 else seed)
-        # Set by the controller through bind_run; usable defaults for trainers built by hand.
-        self.stats_reporter = StatsReporter(behavior_name, [])
-        self.device = "cpu"
-        self.timers = Timers()
-        self.status_path: Optional[str] = None
+        self.rng = np.random.default_rng(None if run.seed < 0 else run.seed)
         self._queue: List[Trajectory] = []
         self._queued_steps = 0
         self._step = 0
@@ -82,6 +89,19 @@ class RLTrainer(abc.ABC, Generic[H]):
         self._checkpoints: Optional[CheckpointManager] = None
         self._last_saved_step = -1
         self.updates = 0  # calls of _update_policy that changed the policy
+
+    @classmethod
+    def build(cls: Type[TrainerT], behavior_name: str, trainer_settings: TrainerSettings,
+              behavior_spec: BehaviorSpec, run: Optional[RunContext] = None) -> TrainerT:
+        """The trainer of one behavior, ready to train: constructed, its policy created and
+        attached (`add_policy`: optimizer, device, checkpoints, resume), then handed to the
+        run's accel plan. The one way the controller builds trainers; tests do the same."""
+        trainer = cls(behavior_name, trainer_settings, run)
+        behavior_id = BehaviorIdentifiers.from_name_behavior_id(behavior_name)
+        trainer.add_policy(behavior_id, trainer.create_policy(behavior_id, behavior_spec))
+        if run is not None and run.accel is not None:
+            run.accel.prepare_trainer(trainer)
+        return trainer
 
     # Every method but `create_policy` runs after `add_policy`, so a trainer sees the policy and
     # optimizer as always there (no None checks, no casts); a read before that is a bug, named.
@@ -154,16 +174,11 @@ class RLTrainer(abc.ABC, Generic[H]):
         so a checkpoint holds every trajectory its step count includes."""
         self._increment_step(len(trajectory))
 
-    # -- wiring (called by the controller) ---------------------------------------------------
-    def bind_run(self, stats_reporter: StatsReporter, device: str, status_path: Optional[str],
-                 timers: Optional[Timers] = None) -> None:
-        self.stats_reporter = stats_reporter
-        self.device = device
-        self.status_path = status_path
-        if timers is not None:
-            self.timers = timers
-
+    # -- wiring (called by `build`) ----------------------------------------------------------
     def add_policy(self, parsed_behavior_id: BehaviorIdentifiers, policy: TorchPolicy) -> None:
+        """Attach the policy `create_policy` made: on the device, as `self.policy`, with the
+        optimizer `create_optimizer` makes for it, and restored from the run's checkpoint
+        (`--resume`) or `init_path` when there is one."""
         policy.to(self.device)
         self.policy = policy
         self.policies[parsed_behavior_id.behavior_id] = policy
@@ -173,16 +188,18 @@ class RLTrainer(abc.ABC, Generic[H]):
                 module.to(self.device)
         for name in self.optimizer.reward_signals:
             self.collected_rewards.setdefault(name, defaultdict(float))
-        self._checkpoints = CheckpointManager(self.artifact_path, self.brain_name,
-                                              self.trainer_settings.keep_checkpoints,
-                                              self.status_path)
-        if self.load and not self._checkpoints.has_checkpoint():
-            # Killed before its first checkpoint was complete: nothing was trained that a
-            # checkpoint could hold, so the run starts over instead of staying stuck.
-            logger.warning("%s: the run has no checkpoint yet (it stopped before its first "
-                           "save): starting from step 0", self.brain_name)
-        elif self.load:
-            self._restore(self._checkpoints.latest_path, only_weights=False)
+        if self.artifact_path is not None:
+            self._checkpoints = CheckpointManager(self.artifact_path, self.brain_name,
+                                                  self.trainer_settings.keep_checkpoints,
+                                                  self.status_path)
+        if self.load and self._checkpoints is not None:
+            if self._checkpoints.has_checkpoint():
+                self._restore(self._checkpoints.latest_path, only_weights=False)
+            else:
+                # Killed before its first checkpoint was complete: nothing was trained that a
+                # checkpoint could hold, so the run starts over instead of staying stuck.
+                logger.warning("%s: the run has no checkpoint yet (it stopped before its first "
+                               "save): starting from step 0", self.brain_name)
         elif self.trainer_settings.init_path:
             try:
                 self._restore(self.trainer_settings.init_path, only_weights=True)
@@ -221,6 +238,7 @@ class RLTrainer(abc.ABC, Generic[H]):
             with self.timers.time("update_policy"):
                 if self._update_policy():
                     self.updates += 1
+                    self.policy.weights_changed()
         self._maybe_write_summary(self._step)
         self._maybe_save_model(self._step)
 
@@ -390,6 +408,8 @@ class RLTrainer(abc.ABC, Generic[H]):
                 "or --force).")
         modules = self.checkpoint_modules()
         restore_modules(modules, saved["modules"], path, only_weights=only_weights)
+        for policy in self.policies.values():
+            policy.weights_changed()
         try:
             self.check_finite()
         except NonFiniteError:

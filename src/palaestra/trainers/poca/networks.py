@@ -14,10 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from palaestra import ActionSpec, NetworkSettings, ObservationSpec
-from palaestra.networks import ObservationEncoder
-from palaestra.networks.encoders import activation
-from palaestra.networks.linear import Linear
+from palaestra import ActionSpec, NetworkSettings, ObservationEncoder, ObservationSpec, activation
 
 
 class ResidualSelfAttention(nn.Module):
@@ -32,8 +29,8 @@ class ResidualSelfAttention(nn.Module):
         super().__init__()
         self.heads = heads if size % heads == 0 else 1
         self.norm = nn.LayerNorm(size)
-        self.qkv = Linear(size, 3 * size)
-        self.out = Linear(size, size)
+        self.qkv = nn.Linear(size, 3 * size)
+        self.out = nn.Linear(size, size)
         self.out_norm = nn.LayerNorm(size)
 
     def forward(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -60,12 +57,12 @@ class MultiAgentNetworkBody(nn.Module):
                                           ns.vis_encode_type, ns.activation)
         size = ns.hidden_units
         action_size = action_spec.continuous_size + sum(self.branches)
-        self.obs_embedding = Linear(self.encoder.output_size, size)
-        self.obs_action_embedding = Linear(self.encoder.output_size + action_size, size)
+        self.obs_embedding = nn.Linear(self.encoder.output_size, size)
+        self.obs_action_embedding = nn.Linear(self.encoder.output_size + action_size, size)
         self.attention = ResidualSelfAttention(size)
         # the number of members present, scaled by the most ever seen, is one more input
         sizes = [size + 1] + [size] * ns.num_layers
-        self.layers = nn.ModuleList(Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.act = activation(ns.activation)
         self.register_buffer("max_members", torch.ones(()))
         self.output_size = size

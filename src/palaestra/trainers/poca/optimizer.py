@@ -4,18 +4,17 @@ baseline, plus clipped regressions of the group value and of the baseline on the
 lambda-returns: policy + 0.5 (value + 0.5 baseline) - beta entropy, as ML-Agents weighs them.
 
 The group-value pass and the baseline pass are the bulk of an update (attention over the
-members) and independent: with a core to spare the value pass runs on a side thread
-(`palaestra.side_thread`), its gradients summed into the others' on the main thread."""
-from typing import Any, Callable, Dict, List, Optional, Tuple
+members) and independent, so the value term's gradients and the rest's are taken with
+`self.accel.parallel_grads` (side by side where the run has a core to spare) and summed."""
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
 
-from palaestra import (Adam, AgentAction, AgentBuffer, BufferKey, DecayedValue, ModelUtils,
-                       TorchOptimizer, TorchPolicy, TrainerSettings, baselines_key,
-                       group_obs_key, obs_tensors, returns_key, value_estimates_key)
-from palaestra.optimizer import ExtrinsicRewardSignal
-from palaestra.side_thread import run_beside, side_thread
+from palaestra import (Adam, AgentAction, AgentBuffer, BufferKey, DecayedValue,
+                       ExtrinsicRewardSignal, ModelUtils, TorchOptimizer, TorchPolicy,
+                       TrainerSettings, baselines_key, group_obs_key, obs_tensors, returns_key,
+                       value_estimates_key)
 from palaestra.trainers.poca.networks import POCAValueNetwork
 from palaestra.trainers.poca.settings import POCASettings
 
@@ -41,7 +40,7 @@ class TorchPOCAOptimizer(TorchOptimizer):
         self.decay_epsilon = DecayedValue(hp.epsilon_schedule, hp.epsilon, 0.1, max_steps)
         self.decay_beta = DecayedValue(hp.beta_schedule, hp.beta, 1e-5, max_steps)
         self._critic_params = list(self.critic.parameters())
-        self._worker = side_thread(policy.device, "poca-value-pass")
+        self._params = list(policy.actor.parameters()) + self._critic_params
 
     def update_normalization(self, buffer: AgentBuffer) -> None:
         if self.trainer_settings.network_settings.normalize:
@@ -78,13 +77,12 @@ class TorchPOCAOptimizer(TorchOptimizer):
 
     def value_and_baseline_estimates(self, batch: AgentBuffer
                                      ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
-        """Group values and counterfactual baselines of every row: the value passes on the side
-        thread (when there is one) beside the baseline passes."""
+        """Group values and counterfactual baselines of every row (side by side where the run
+        allows it)."""
         obs, group, actions, present = self.group_tensors(batch)
-        values_side = run_beside(self._worker, _no_grad_in_chunks, self.critic.critic_pass,
-                                 obs, group, present)
-        baselines = _no_grad_in_chunks(self.critic.baseline, obs, group, actions, present)
-        values = values_side.result()
+        baselines, values = self.accel.run_pair(
+            lambda: _no_grad_in_chunks(self.critic.baseline, obs, group, actions, present),
+            lambda: _no_grad_in_chunks(self.critic.critic_pass, obs, group, present))
         return ({k: v.cpu().numpy() for k, v in values.items()},
                 {k: v.cpu().numpy() for k, v in baselines.items()})
 
@@ -121,44 +119,37 @@ class TorchPOCAOptimizer(TorchOptimizer):
         returns = {name: tensor(returns_key(name)) for name in self.stream_names}
         old_values = {name: tensor(value_estimates_key(name)) for name in self.stream_names}
         old_baselines = {name: tensor(baselines_key(name)) for name in self.stream_names}
-        # The value pass (forward and gradients) beside the actor's and the baseline's.
-        value_side = run_beside(self._worker, self._value_gradients, obs, group, present,
-                                old_values, returns, decay_eps)
-        run_out = self.policy.actor.get_stats(obs, actions, masks)
-        log_probs, entropy = run_out["log_probs"], run_out["entropy"]
-        baselines = self.critic.baseline(obs, group, group_actions, present)
-        baseline_loss = ModelUtils.trust_region_value_loss(baselines, old_baselines, returns,
-                                                           decay_eps, None)
-        policy_loss = ModelUtils.trust_region_policy_loss(
-            tensor(BufferKey.ADVANTAGES), log_probs, tensor(BufferKey.LOG_PROBS), None,
-            decay_eps)
-        mean_entropy = entropy.mean()
-        loss = policy_loss + 0.25 * baseline_loss - decay_bet * mean_entropy
         ModelUtils.update_learning_rate(self.optimizer, decay_lr)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        value_loss, value_grads = value_side.result()
-        for param, grad in zip(self._critic_params, value_grads):
-            if grad is not None:
-                param.grad = grad if param.grad is None else param.grad.add_(grad)
-        self.optimizer.step()
-        return {"Losses/Policy Loss": abs(policy_loss.item()),
-                "Losses/Value Loss": value_loss,
-                "Losses/Baseline Loss": baseline_loss.item(),
-                "Policy/Learning Rate": decay_lr, "Policy/Epsilon": decay_eps,
-                "Policy/Beta": decay_bet, "Policy/Entropy": mean_entropy.item()}
 
-    def _value_gradients(self, obs: List[torch.Tensor], group: List[torch.Tensor],
-                         present: torch.Tensor, old_values: Dict[str, torch.Tensor],
-                         returns: Dict[str, torch.Tensor], epsilon: float
-                         ) -> Tuple[float, List[Optional[torch.Tensor]]]:
-        """The group value's clipped regression, weighted 0.5 as in the total loss, and its
-        gradients (None where a critic parameter takes no part, e.g. the action embedding)."""
-        values = self.critic.critic_pass(obs, group, present)
-        value_loss = ModelUtils.trust_region_value_loss(values, old_values, returns, epsilon,
-                                                        None)
-        grads = torch.autograd.grad(0.5 * value_loss, self._critic_params, allow_unused=True)
-        return value_loss.item(), list(grads)
+        def value_term() -> Tuple[torch.Tensor, torch.Tensor]:
+            values = self.critic.critic_pass(obs, group, present)
+            value_loss = ModelUtils.trust_region_value_loss(values, old_values, returns,
+                                                            decay_eps, None)
+            return 0.5 * value_loss, value_loss.detach()
+
+        def policy_and_baseline_terms() -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+            run_out = self.policy.actor.get_stats(obs, actions, masks)
+            baselines = self.critic.baseline(obs, group, group_actions, present)
+            baseline_loss = ModelUtils.trust_region_value_loss(baselines, old_baselines,
+                                                               returns, decay_eps, None)
+            policy_loss = ModelUtils.trust_region_policy_loss(
+                tensor(BufferKey.ADVANTAGES), run_out["log_probs"],
+                tensor(BufferKey.LOG_PROBS), None, decay_eps)
+            entropy = run_out["entropy"].mean()
+            loss = policy_loss + 0.25 * baseline_loss - decay_bet * entropy
+            return loss, {"policy": policy_loss.detach(), "baseline": baseline_loss.detach(),
+                          "entropy": entropy.detach()}
+
+        (parts, rest_grads), (value_loss, value_grads) = self.accel.parallel_grads(
+            policy_and_baseline_terms, self._params, value_term, self._critic_params)
+        ModelUtils.set_gradients(self._params, rest_grads,
+                                 [None] * (len(self._params) - len(value_grads)) + value_grads)
+        self.optimizer.step()
+        return {"Losses/Policy Loss": abs(parts["policy"].item()),
+                "Losses/Value Loss": value_loss.item(),
+                "Losses/Baseline Loss": parts["baseline"].item(),
+                "Policy/Learning Rate": decay_lr, "Policy/Epsilon": decay_eps,
+                "Policy/Beta": decay_bet, "Policy/Entropy": parts["entropy"].item()}
 
 
 # Rows per forward pass when estimating a whole buffer: the attention's (rows, members, members,

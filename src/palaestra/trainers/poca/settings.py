@@ -1,6 +1,5 @@
 """POCA's hyperparameters: ML-Agents' `POCASettings`, field for field, default for default."""
-from palaestra import OnPolicyHyperparamSettings, ScheduleType, setting
-from palaestra.settings import MAX_EPOCHS
+from palaestra import MAX_EPOCHS, OnPolicyHyperparamSettings, ScheduleType, setting
 
 
 class POCASettings(OnPolicyHyperparamSettings):

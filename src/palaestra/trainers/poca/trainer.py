@@ -13,8 +13,7 @@ import numpy as np
 from palaestra import (AgentBuffer, BehaviorIdentifiers, BehaviorSpec, BufferKey,
                        ObservationKeyPrefix, OnPolicyTrainer, TorchOptimizer, TorchPolicy,
                        Trajectory, advantage_key, baselines_key, returns_key, rewards_key,
-                       trajectories_gae, value_estimates_key)
-from palaestra.trajectory import pad_teammates
+                       pad_teammates, trajectories_gae, value_estimates_key)
 from palaestra.trainers.poca.optimizer import TorchPOCAOptimizer
 from palaestra.trainers.poca.settings import POCASettings
 

@@ -1,8 +1,7 @@
 """PPO's hyperparameters: the specification's `PPOSettings`, with ML-Agents' defaults."""
 from typing import Optional
 
-from palaestra import OnPolicyHyperparamSettings, ScheduleType, setting
-from palaestra.settings import MAX_EPOCHS
+from palaestra import MAX_EPOCHS, OnPolicyHyperparamSettings, ScheduleType, setting
 
 
 class PPOSettings(OnPolicyHyperparamSettings):

@@ -8,7 +8,6 @@ bootstrap unless the episode really ended (a time-limit cut still has a future).
 """
 import copy
 import math
-import threading
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -17,7 +16,6 @@ import torch.nn.functional as F
 
 from palaestra import (Adam, AgentBuffer, BufferKey, DecayedValue, ModelUtils, TorchOptimizer,
                        TorchPolicy, TrainerSettings, obs_tensors, rewards_key)
-from palaestra.side_thread import run_beside, side_thread
 from palaestra.trainers.sac.networks import TwinQ
 from palaestra.trainers.sac.settings import SACSettings
 
@@ -53,8 +51,6 @@ class TorchSACOptimizer(TorchOptimizer):
         self.entropy_optimizer = Adam([self.log_alpha], lr=lr)
         self._actor_params = list(policy.actor.parameters())
         self._critic_params = list(self.critic.parameters())
-        self._target_params = list(self.target.parameters())
-        self._worker = side_thread(policy.device, "sac-policy-side")
         self.decay_learning_rate = DecayedValue(hp.learning_rate_schedule, lr, 1e-10,
                                                 trainer_settings.max_steps)
 
@@ -107,10 +103,8 @@ class TorchSACOptimizer(TorchOptimizer):
     def update(self, batch: AgentBuffer, num_sequences: int) -> Dict[str, float]:
         """One gradient step for the critics, the policy and the entropy coefficients, every
         loss taken at the parameters as they were before any of them steps (as ML-Agents
-        does). That makes the critics' side and the policy's side independent: with a worker
-        thread they run side by side on two cores (torch releases the GIL inside its kernels,
-        and the update's matrix products are small for torch's own intra-op threads). The
-        critics' side also takes the policy's next-state actions, which balances the two."""
+        does). The critics' and the policy's gradients are then independent, so
+        `self.accel.parallel_grads` may take them side by side (palaestra.accel)."""
         lr = self.decay_learning_rate.get_value(self.policy.get_current_step())
         for optimizer in (self.optimizer, self.policy_optimizer, self.entropy_optimizer):
             ModelUtils.update_learning_rate(optimizer, lr)
@@ -121,30 +115,32 @@ class TorchSACOptimizer(TorchOptimizer):
         masks = torch.as_tensor(batch[BufferKey.ACTION_MASK], dtype=torch.bool, device=device) \
             if BufferKey.ACTION_MASK in batch else None
         alpha = self.log_alpha.detach().exp()
-        # Random draws in a fixed order, whatever the threads do: the next-state sample's
-        # noise here, then the policy side's own.
-        next_noise = torch.randn(obs[0].shape[0], self.continuous, device=device) \
-            if self.continuous else None
-        # Hand-overs between the sides: the actor may step once the critics' side has read it,
-        # the critics once the policy's side has taken its gradients through them.
-        actor_read, critics_read = threading.Event(), threading.Event()
-        if self._worker is None:
-            next_terms = self._next_terms(next_obs, next_noise)
-            actor_read.set()
-            policy_side = run_beside(None, self._policy_side, obs, masks, alpha, actor_read,
-                                     critics_read)
-        else:
-            policy_side = self._worker.submit(self._policy_side, obs, masks, alpha, actor_read,
-                                              critics_read)
-            try:
-                next_terms = self._next_terms(next_obs, next_noise)
-            finally:
-                actor_read.set()
-        q1_loss, q2_loss = self._critic_side(batch, obs, next_obs, alpha, next_terms,
-                                             critics_read)
-        stats = {"Losses/Policy Loss": policy_side.result(),
-                 "Losses/Q1 Loss": q1_loss, "Losses/Q2 Loss": q2_loss,
-                 "Losses/Value Loss": 0.5 * (q1_loss + q2_loss),
+        # The standard-normal draws of both continuous samples, next state's first.
+        rows = obs[0].shape[0]
+        next_noise, noise = ((torch.randn(rows, self.continuous, device=device),
+                              torch.randn(rows, self.continuous, device=device))
+                             if self.continuous else (None, None))
+
+        ((q1_loss, q2_loss), critic_grads), ((policy_loss, logp_pi, branch_logp_pi),
+                                             actor_grads) = self.accel.parallel_grads(
+            lambda: self._critic_loss(batch, obs, next_obs, alpha, next_noise),
+            self._critic_params,
+            lambda: self._policy_loss(obs, masks, alpha, noise), self._actor_params)
+        ModelUtils.set_gradients(self._critic_params, critic_grads)
+        ModelUtils.set_gradients(self._actor_params, actor_grads)
+        self.optimizer.step()
+        self.policy_optimizer.step()
+        # Entropy coefficients: move each part's entropy towards its target. The loss is
+        # mean(log_alpha * (H - target)), so its gradient is mean(H - target), written down.
+        entropies = [-logp_pi] if self.continuous else []
+        entropies += [-(log_p.exp() * log_p).sum(-1) for log_p in branch_logp_pi]
+        self.log_alpha.grad = (torch.stack(entropies, -1) - self.target_entropy).mean(0)
+        self.entropy_optimizer.step()
+        ModelUtils.soft_update(self.critic, self.target, self.hp.tau)
+
+        stats = {"Losses/Policy Loss": policy_loss.item(),
+                 "Losses/Q1 Loss": q1_loss.item(), "Losses/Q2 Loss": q2_loss.item(),
+                 "Losses/Value Loss": 0.5 * (q1_loss.item() + q2_loss.item()),
                  "Policy/Learning Rate": lr}
         coefs = self.log_alpha.detach().exp().cpu().numpy()
         if self.continuous:
@@ -154,60 +150,22 @@ class TorchSACOptimizer(TorchOptimizer):
             stats["Policy/Discrete Entropy Coeff"] = float(np.mean(discrete))
         return stats
 
-    def _next_terms(self, next_obs: List[torch.Tensor], noise: Optional[torch.Tensor]
-                    ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
-        """The policy's next-state actions for the critics' targets (the actor before its
-        step)."""
-        with torch.no_grad():
-            return self._policy_terms(next_obs, None, noise)
-
-    def _policy_side(self, obs: List[torch.Tensor], masks: Optional[torch.Tensor],
-                     alpha: torch.Tensor, actor_read: threading.Event,
-                     critics_read: threading.Event) -> float:
-        """The policy's step, maximising E[min Q(s, a) - alpha log pi(a|s)] summed over reward
-        streams, and the entropy coefficients' step."""
-        try:
-            cont_pi, logp_pi, branch_logp_pi = self._policy_terms(obs, masks)
-            c1, c2 = self.critic(obs, cont_pi)
-            values = [self._soft_value(torch.min(c1[name], c2[name]), logp_pi, branch_logp_pi,
-                                       alpha) for name in self.stream_names]
-            policy_value = values[0] if len(values) == 1 else torch.stack(values).sum(0)
-            policy_loss = -policy_value.mean()
-            self.policy_optimizer.zero_grad()
-            # Gradients to the actor only: the critics' weight gradients are never computed,
-            # and the critics' .grad (the other side's) is not touched.
-            policy_loss.backward(inputs=self._actor_params)
-        finally:
-            critics_read.set()  # also on failure: the other side must not wait forever
-        actor_read.wait()
-        self.policy_optimizer.step()
-
-        # Entropy coefficients: move each part's entropy towards its target. The loss is
-        # mean(log_alpha * (H - target)), so its gradient is mean(H - target), written down.
-        with torch.no_grad():
-            entropies = []
-            if self.continuous:
-                entropies.append(-logp_pi)
-            entropies += [-(log_p.exp() * log_p).sum(-1) for log_p in branch_logp_pi]
-            self.log_alpha.grad = (torch.stack(entropies, -1) - self.target_entropy).mean(0)
-        self.entropy_optimizer.step()
-        return policy_loss.item()
-
-    def _critic_side(self, batch: AgentBuffer, obs: List[torch.Tensor],
+    def _critic_loss(self, batch: AgentBuffer, obs: List[torch.Tensor],
                      next_obs: List[torch.Tensor], alpha: torch.Tensor,
-                     next_terms: Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]],
-                     critics_read: threading.Event) -> Tuple[float, float]:
-        """Regress both Q's on r + gamma * V_target(s'), V_target with the policy's s' actions;
-        step the critics once the policy's side no longer reads them, then the targets."""
+                     next_noise: Optional[torch.Tensor]
+                     ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Both Q's regressed on r + gamma * V_target(s'), V_target the soft value of the
+        target critics under the policy's next-state actions (bootstrapped unless the episode
+        really ended). Returns the summed loss and each Q's."""
         device = self.policy.device
         cont = torch.as_tensor(batch[BufferKey.CONTINUOUS_ACTION], dtype=torch.float32,
                                device=device)
         disc = torch.as_tensor(batch[BufferKey.DISCRETE_ACTION], dtype=torch.long, device=device)
         terminal = torch.as_tensor(batch[BufferKey.DONE] * (1.0 - batch[BufferKey.INTERRUPTED]),
                                    dtype=torch.float32, device=device)
-        q1, q2 = self.critic(obs, cont)
         with torch.no_grad():
-            next_cont, next_logp, next_branch_logp = next_terms
+            next_cont, next_logp, next_branch_logp = self._policy_terms(next_obs, None,
+                                                                        next_noise)
             t1, t2 = self.target(next_obs, next_cont)
             targets = {}
             for name in self.stream_names:
@@ -216,6 +174,7 @@ class TorchSACOptimizer(TorchOptimizer):
                 reward = torch.as_tensor(batch[rewards_key(name)], dtype=torch.float32,
                                          device=device)
                 targets[name] = reward + self.gammas[name] * (1.0 - terminal) * value
+        q1, q2 = self.critic(obs, cont)
         q1_losses, q2_losses = [], []
         for name, target in targets.items():
             taken1, taken2 = self._taken(q1[name], disc), self._taken(q2[name], disc)
@@ -224,13 +183,23 @@ class TorchSACOptimizer(TorchOptimizer):
             q2_losses.append(0.5 * F.mse_loss(taken2, expanded))
         q1_loss = q1_losses[0] if len(q1_losses) == 1 else torch.stack(q1_losses).mean()
         q2_loss = q2_losses[0] if len(q2_losses) == 1 else torch.stack(q2_losses).mean()
-        self.optimizer.zero_grad()
-        (q1_loss + q2_loss).backward()
-        critics_read.wait()  # the policy's side reads the critics until its backward is done
-        self.optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._critic_params, self.hp.tau)
-        return q1_loss.item(), q2_loss.item()
+        return q1_loss + q2_loss, (q1_loss.detach(), q2_loss.detach())
+
+    def _policy_loss(self, obs: List[torch.Tensor], masks: Optional[torch.Tensor],
+                     alpha: torch.Tensor, noise: Optional[torch.Tensor]
+                     ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor,
+                                                    List[torch.Tensor]]]:
+        """-E[min Q(s, a) - alpha log pi(a|s)], summed over reward streams, with a ~ pi
+        reparameterised. Returns the loss and, detached, the loss and the log-probabilities
+        that the entropy coefficients' step reads."""
+        cont_pi, logp_pi, branch_logp_pi = self._policy_terms(obs, masks, noise)
+        c1, c2 = self.critic(obs, cont_pi)
+        values = [self._soft_value(torch.min(c1[name], c2[name]), logp_pi, branch_logp_pi,
+                                   alpha) for name in self.stream_names]
+        policy_value = values[0] if len(values) == 1 else torch.stack(values).sum(0)
+        policy_loss = -policy_value.mean()
+        return policy_loss, (policy_loss.detach(), logp_pi.detach(),
+                             [log_p.detach() for log_p in branch_logp_pi])
 
 
 class _ParameterHolder(torch.nn.Module):

@@ -1,23 +1,23 @@
 """Fully connected layers whose large products go through oneDNN on the CPU.
 
 torch sends a CPU float32 matrix product to MKL, and MKL picks its kernels by the processor's
-maker: on AMD processors it runs its AVX2 code even where the processor has AVX-512. On the
-2-core EPYC (Zen 5) development machine a 256x256x256 product takes 310 us there, 110 GFLOP/s;
-oneDNN, which torch also ships and which picks kernels from the processor's features alone,
-takes 145-150 us for the same product (and the two backward products). Half the time of the
-products is most of an RL update on the CPU (SAC's 16 such products a gradient step).
+maker: on AMD processors it runs its AVX2 code even where the processor has AVX-512, and there
+oneDNN (which torch also ships, and which picks kernels from the processor's features alone)
+can be twice as fast (a 256^3 product: 310 us against 145-150 us on a 2-core AMD EPYC Zen 5).
+On other processors it is the other way round (a 2-core EPYC Zen 3 with AVX2 only: 815-1016 us
+through oneDNN against 723-864 us through MKL). So this path is never built in: the accel plan
+switches it on where `palaestra.accel.calibrate` measured it faster on this machine.
 
-`linear(x, weight, bias)` is `F.linear` with the same maths and gradients (float32
-throughout, no lower precision); it uses oneDNN for each of the three products (forward,
-input gradient, weight gradient) whose size is at least `MIN_PRODUCT` multiply-adds, where
-oneDNN's fixed cost (~10 us a call) is paid back, and torch's own kernels otherwise: on other
-devices, other dtypes, under tracing, compiling or torch.func transforms, for second-order
-gradients, and when `PALAESTRA_ONEDNN=0` is set in the environment. `tests/test_linear.py`
-checks values and gradients against `F.linear`.
+`linear(x, weight, bias)` is `F.linear` with the same maths and gradients (float32 throughout);
+it uses oneDNN for each of the three products (forward, input gradient, weight gradient) whose
+size is at least `MIN_PRODUCT` multiply-adds, where oneDNN's fixed cost (~10 us a call) is paid
+back, and torch's own kernels otherwise: on other devices, other dtypes, under tracing,
+compiling or torch.func transforms, and for second-order gradients. `use_onednn_linears`
+switches the `nn.Linear` layers of a module to it. `tests/test_accel_linear.py` checks values
+and gradients against `F.linear`.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional, Tuple
 
 import torch
@@ -32,9 +32,8 @@ from torch import nn
 MIN_PRODUCT = 1 << 22
 
 
-def _onednn_available() -> bool:
-    if os.environ.get("PALAESTRA_ONEDNN", "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
+def onednn_available() -> bool:
+    """Whether this torch build has the oneDNN product this module calls."""
     try:
         return bool(torch.backends.mkldnn.is_available()) and \
             hasattr(torch.ops.mkldnn, "_linear_pointwise")
@@ -42,7 +41,6 @@ def _onednn_available() -> bool:
         return False
 
 
-ONEDNN = _onednn_available()
 # Where torch's own kernels must be used; both checks exist only in newer torch releases.
 _compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 _transforming = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
@@ -91,7 +89,7 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32
+    return (x.device.type == "cpu" and x.dtype == torch.float32
             and weight.dtype == torch.float32 and weight.dim() == 2 and x.dim() >= 2
             and x.numel() * weight.shape[0] >= MIN_PRODUCT
             and not torch.jit.is_tracing() and not _compiling() and not _transforming())
@@ -112,8 +110,23 @@ def linear(x: torch.Tensor, weight: torch.Tensor,
     return out if x.dim() == 2 else out.view(*x.shape[:-1], weight.shape[0])
 
 
-class Linear(nn.Linear):
+class OneDNNLinear(nn.Linear):
     """`nn.Linear` (same parameters, same state dict) applied with `linear`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
+
+
+def use_onednn_linears(module: nn.Module) -> int:
+    """Apply every plain `nn.Linear` of `module` with `linear` from now on (their class becomes
+    `OneDNNLinear`, which adds nothing but its `forward`: parameters, state dict and copies are
+    unchanged). Subclasses of `nn.Linear` are left alone: they may compute something else.
+    Returns how many layers were switched; none without oneDNN in this torch build."""
+    if not onednn_available():
+        return 0
+    switched = 0
+    for layer in module.modules():
+        if type(layer) is nn.Linear:
+            layer.__class__ = OneDNNLinear
+            switched += 1
+    return switched

@@ -1,16 +1,13 @@
-"""`palaestra.networks.linear`: F.linear's values and gradients, whichever kernel computes them."""
-import os
-import subprocess
-import sys
-
+"""`palaestra.accel.linear`: F.linear's values and gradients, whichever kernel computes them."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from palaestra.networks import linear as linear_module
-from palaestra.networks.linear import MIN_PRODUCT, Linear, linear
+from palaestra.accel import linear as linear_module
+from palaestra.accel.linear import MIN_PRODUCT, OneDNNLinear, linear, use_onednn_linears
 
-needs_onednn = pytest.mark.skipif(not linear_module.ONEDNN, reason="torch built without oneDNN")
+needs_onednn = pytest.mark.skipif(not linear_module.onednn_available(),
+                                  reason="torch built without oneDNN")
 
 
 def _inputs(shape, out, seed=0, bias=True):
@@ -76,7 +73,7 @@ def test_second_order_gradients_follow_f_linear():
 
 def test_linear_module_is_an_nn_linear_with_the_same_state_dict():
     torch.manual_seed(0)
-    ours = Linear(256, 256)
+    ours = OneDNNLinear(256, 256)
     ref = torch.nn.Linear(256, 256)
     ref.load_state_dict(ours.state_dict())
     x = torch.randn(512, 256)
@@ -84,13 +81,22 @@ def test_linear_module_is_an_nn_linear_with_the_same_state_dict():
     assert set(ours.state_dict()) == {"weight", "bias"}
 
 
-def test_palaestra_onednn_0_turns_it_off():
-    code = ("import torch; from palaestra.networks.linear import ONEDNN, linear; "
-            "x = torch.randn(256, 256, requires_grad=True); "
-            "print(ONEDNN, linear(x, torch.randn(256, 256)).grad_fn.name())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PALAESTRA_ONEDNN": "0"}).stdout.split()
-    assert out[0] == "False" and out[1] != "_OneDNNLinearBackward"
+@needs_onednn
+def test_use_onednn_linears_switches_plain_layers_only():
+    class Scaled(torch.nn.Linear):  # a subclass computes something else: left alone
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), Scaled(256, 256))
+    x = torch.randn(512, 256)
+    before = net(x)
+    keys = set(net.state_dict())
+    assert use_onednn_linears(net) == 1
+    assert type(net[0]) is OneDNNLinear and type(net[2]) is Scaled
+    assert set(net.state_dict()) == keys
+    torch.testing.assert_close(net(x), before, rtol=1e-4, atol=1e-4)
+    assert net[0](x.requires_grad_()).grad_fn.name() == "_OneDNNLinearBackward"
 
 
 @needs_onednn

@@ -1,4 +1,4 @@
-"""palaestra.heap: freed activations stay in the process (no page faults on every update)."""
+"""palaestra.accel.process: freed activations stay in the process (no page faults on every update)."""
 import subprocess
 import sys
 
@@ -9,7 +9,7 @@ import resource, sys
 from concurrent.futures import ThreadPoolExecutor
 import torch
 torch.set_num_threads(1)  # as `palaestra learn` by default (and whenever it uses side threads)
-from palaestra.heap import keep_freed_memory
+from palaestra.accel.process import keep_freed_memory
 if sys.argv[1] == "on":
     assert keep_freed_memory()
 

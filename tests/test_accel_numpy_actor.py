@@ -1,4 +1,5 @@
-"""The NumPy acting path must agree with the torch actor it mirrors."""
+"""The NumPy acting path (palaestra.accel.numpy_actor) must agree with the torch actor it
+mirrors, and re-read the weights when the policy is told they changed."""
 import numpy as np
 import pytest
 import torch
@@ -12,8 +13,10 @@ def _policy(action_spec, normalize, activation, seed=3, sac_head=False):
     spec = BehaviorSpec([ObservationSpec((3,)), ObservationSpec((2,))], action_spec)
     ns = NetworkSettings(hidden_units=16, num_layers=2, normalize=normalize,
                          activation=activation)
-    return TorchPolicy(seed, spec, ns, SimpleActor, {"conditional_sigma": sac_head,
-                                                      "tanh_squash": sac_head})
+    policy = TorchPolicy(seed, spec, ns, SimpleActor, {"conditional_sigma": sac_head,
+                                                        "tanh_squash": sac_head})
+    assert policy.act_with_numpy(True)
+    return policy
 
 
 @pytest.mark.parametrize("action_spec", [ActionSpec.create_continuous(2),
@@ -53,14 +56,17 @@ def test_numpy_log_probs_equal_torch_evaluation(action_spec, activation, normali
     np.testing.assert_allclose(info.log_probs, stats["log_probs"].numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_numpy_actor_follows_weight_updates():
+def test_numpy_actor_follows_weight_updates_once_told():
     policy = _policy(ActionSpec.create_continuous(1), False, Activation.TANH)
     obs = [np.ones((1, 3), np.float32), np.ones((1, 2), np.float32)]
     steps = DecisionSteps(obs, np.zeros(1, np.float32), np.arange(1))
     policy.actor.action_model.deterministic = True
-    policy.get_action(steps)  # builds the mirror
+    first = policy.get_action(steps).action.continuous.copy()  # builds the mirror
     with torch.no_grad():
         policy.actor.action_model.mu.bias.add_(5.0)  # an in-place update, like Adam's
+    # the contract: the mirror reads weights only when told (no polling on every step)
+    np.testing.assert_array_equal(policy.get_action(steps).action.continuous, first)
+    policy.weights_changed()
     action = policy.get_action(steps).action.continuous
     with torch.no_grad():
         expected = policy.actor.action_model.mu(policy.actor.network_body(
@@ -80,8 +86,9 @@ def test_sampled_discrete_actions_follow_the_policy_distribution():
     np.testing.assert_allclose(counts, expected, atol=0.02)
 
 
-def test_numpy_actor_follows_adam_steps():
-    """Regression: the mirror must see parameters changed by palaestra.Adam."""
+@pytest.mark.parametrize("accelerated", [False, True])
+def test_numpy_actor_follows_adam_steps(accelerated):
+    """Regression: the mirror must see parameters changed by palaestra.Adam, on either path."""
     from palaestra import Adam
 
     policy = _policy(ActionSpec.create_continuous(1), False, Activation.TANH)
@@ -90,12 +97,46 @@ def test_numpy_actor_follows_adam_steps():
     steps = DecisionSteps(obs, np.zeros(1, np.float32), np.arange(1))
     before = policy.get_action(steps).action.continuous.copy()
     opt = Adam(policy.actor.parameters(), lr=0.1)
+    opt.accelerate(accelerated)
     policy.actor.action_model.mu(policy.actor.network_body(
         [torch.from_numpy(o) for o in obs])).sum().backward()
     opt.step()
+    policy.weights_changed()  # what the trainer does after every update
     after = policy.get_action(steps).action.continuous
     with torch.no_grad():
         expected = policy.actor.action_model.mu(policy.actor.network_body(
             [torch.from_numpy(o) for o in obs])).numpy()
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_normalizer_updates_reach_the_mirror():
+    policy = _policy(ActionSpec.create_continuous(1), True, Activation.TANH)
+    policy.actor.action_model.deterministic = True
+    obs = [np.ones((1, 3), np.float32), np.ones((1, 2), np.float32)]
+    steps = DecisionSteps(obs, np.zeros(1, np.float32), np.arange(1))
+    before = policy.get_action(steps).action.continuous.copy()
+    buf = AgentBuffer()
+    buf[obs_key(0)] = np.full((8, 3), 7.0, np.float32)
+    buf[obs_key(1)] = np.full((8, 2), -4.0, np.float32)
+    policy.update_normalization(buf)  # marks the mirror stale itself
+    after = policy.get_action(steps).action.continuous
+    with torch.no_grad():
+        expected = policy.actor.action_model.mu(policy.actor.network_body(
+            [torch.from_numpy(o) for o in obs])).numpy()
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_off_by_default_and_for_actors_it_does_not_cover():
+    spec = BehaviorSpec([ObservationSpec((3,))], ActionSpec.create_continuous(1))
+    ns = NetworkSettings(hidden_units=8, num_layers=1)
+    policy = TorchPolicy(0, spec, ns, SimpleActor, {})
+    policy.get_action(DecisionSteps([np.ones((2, 3), np.float32)], np.zeros(2, np.float32),
+                                    np.arange(2)))
+    assert policy._numpy_actor is None
+
+    class Custom(SimpleActor):  # a subclass may act otherwise: the mirror stays out
+        pass
+
+    assert not TorchPolicy(0, spec, ns, Custom, {}).act_with_numpy(True)

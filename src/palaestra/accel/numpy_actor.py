@@ -2,9 +2,10 @@
 
 Why: acting runs once per environment step on a handful of rows, where each torch operator
 costs a few microseconds of dispatch; a 64x2 MLP plus sampling is ~20 torch calls (~250 us)
-but ~12 NumPy calls (~25 us). The mirror copies the weights whenever any parameter's autograd
-version counter changes (i.e. after an optimizer step or a checkpoint load), so it never acts
-with stale weights. It covers vector observations (with or without normalisation), Gaussian
+but ~12 NumPy calls (~25 us). The mirror copies the weights again on the first call after it
+was marked `stale`: `TorchPolicy.weights_changed()` does that, and the trainer calls it after
+every update, normaliser update and checkpoint load (the contract is written in
+docs/plugin-api.md), so it never acts with weights it should not. It covers vector observations (with or without normalisation), Gaussian
 (state-independent or conditional sigma, tanh-squashed or not: SAC's actor too) and masked
 multi-categorical heads, and every hidden activation; anything else (visual encoders, a
 plugin's own actor class) keeps the torch path. `tests/test_numpy_actor.py`
@@ -36,8 +37,7 @@ class NumpyActor:
         self.actor = actor
         self.act = _ACT[activation]
         self.rng = np.random.default_rng(None if seed < 0 else seed + 7919)
-        self._tensors = [t for t in list(actor.parameters()) + list(actor.buffers())]
-        self._version = -1
+        self.stale = True
         self._arange = np.arange(0)
         self.sync()
 
@@ -54,9 +54,6 @@ class NumpyActor:
         if len(self._arange) != n:
             self._arange = np.arange(n)
         return self._arange
-
-    def _current_version(self) -> int:
-        return sum(t._version for t in self._tensors)
 
     def sync(self) -> None:
         """Copy weights from the torch actor (cheap: a few small arrays)."""
@@ -82,12 +79,12 @@ class NumpyActor:
         self.branches = list(model.branches)
         self.tanh_squash = model.tanh_squash
         self.deterministic = model.deterministic
-        self._version = self._current_version()
+        self.stale = False
 
     def __call__(self, obs: Sequence[np.ndarray], mask: Optional[np.ndarray]
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(continuous actions, discrete actions, joint log-probs) for a batch."""
-        if self._current_version() != self._version:
+        if self.stale:
             self.sync()
         x = obs[0] if len(obs) == 1 else np.concatenate(obs, axis=-1)
         if self.norm is not None:
