@@ -86,6 +86,16 @@ def test_sampled_discrete_actions_follow_the_policy_distribution():
     np.testing.assert_allclose(counts, expected, atol=0.02)
 
 
+def _assert_acts_with_current_weights(policy, steps, before):
+    """The mirror's deterministic action moved from `before` to the torch actor's."""
+    after = policy.get_action(steps).action.continuous
+    with torch.no_grad():
+        expected = policy.actor.action_model.mu(policy.actor.network_body(
+            [torch.from_numpy(o) for o in steps.obs])).numpy()
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("accelerated", [False, True])
 def test_numpy_actor_follows_adam_steps(accelerated):
     """Regression: the mirror must see parameters changed by palaestra.Adam, on either path."""
@@ -102,12 +112,7 @@ def test_numpy_actor_follows_adam_steps(accelerated):
         [torch.from_numpy(o) for o in obs])).sum().backward()
     opt.step()
     policy.weights_changed()  # what the trainer does after every update
-    after = policy.get_action(steps).action.continuous
-    with torch.no_grad():
-        expected = policy.actor.action_model.mu(policy.actor.network_body(
-            [torch.from_numpy(o) for o in obs])).numpy()
-    assert not np.allclose(before, after)
-    np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-5)
+    _assert_acts_with_current_weights(policy, steps, before)
 
 
 def test_normalizer_updates_reach_the_mirror():
@@ -120,12 +125,7 @@ def test_normalizer_updates_reach_the_mirror():
     buf[obs_key(0)] = np.full((8, 3), 7.0, np.float32)
     buf[obs_key(1)] = np.full((8, 2), -4.0, np.float32)
     policy.update_normalization(buf)  # marks the mirror stale itself
-    after = policy.get_action(steps).action.continuous
-    with torch.no_grad():
-        expected = policy.actor.action_model.mu(policy.actor.network_body(
-            [torch.from_numpy(o) for o in obs])).numpy()
-    assert not np.allclose(before, after)
-    np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-5)
+    _assert_acts_with_current_weights(policy, steps, before)
 
 
 def test_off_by_default_and_for_actors_it_does_not_cover():
