@@ -21,6 +21,8 @@ def _accel_mode(tmp_path_factory):
     """The machine measurements of `accel: auto` go to a folder of this session, not the
     user's cache; with PALAESTRA_TEST_ACCEL=off every run's `auto` plan is plain torch."""
     os.environ.setdefault("PALAESTRA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    # ONNX exports cost ~1 s of exporter import per process: only tests/test_export.py asks
+    os.environ.setdefault("PALAESTRA_NO_ONNX", "1")
     patch = pytest.MonkeyPatch()
     if TEST_ACCEL == "off":
         from palaestra.accel import Accel

@@ -363,7 +363,7 @@ def test_falling_back_to_a_step_checkpoint_whose_buffer_was_rotated_away(trained
     project, run_dir = _copy_run(trained, tmp_path, "sac", _more_steps(SAC, 250))
     folder = os.path.join(run_dir, "Pendulum-v1")
     steps = sorted(int(n.split("-")[-1][:-3]) for n in os.listdir(folder)
-                   if n.startswith("Pendulum-v1-"))
+                   if n.startswith("Pendulum-v1-") and n.endswith(".pt"))
     for name in ("checkpoint.pt", f"Pendulum-v1-{steps[-1]}.pt"):
         with open(os.path.join(folder, name), "wb") as fh:
             fh.write(b"junk")

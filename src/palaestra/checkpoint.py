@@ -138,6 +138,7 @@ class CheckpointManager:
         self.keep = keep
         self.status_path = status_path
         self._step_file = re.compile(rf"^{re.escape(file_stem(behavior_name))}-(\d+)\.pt$")
+        self._step_onnx = re.compile(rf"^{re.escape(file_stem(behavior_name))}-(\d+)\.onnx$")
         os.makedirs(behavior_dir, exist_ok=True)
         # A kill during a save leaves its temporary file: the save is redone, the file is junk.
         removed = remove_stale_temp_files(behavior_dir)
@@ -196,12 +197,23 @@ class CheckpointManager:
         self._rotate(payload.get("buffer_file"))
         return path
 
+    def onnx_paths(self, step: int) -> Tuple[str, str]:
+        """Where a step's ONNX export goes (beside its `.pt`) and the behavior's latest one
+        (`<behavior>.onnx` beside the behavior's folder, inside the run's: ML-Agents' layout)."""
+        parent, folder = os.path.split(os.path.normpath(self.dir))
+        return (os.path.join(self.dir, f"{file_stem(self.name)}-{int(step)}.onnx"),
+                os.path.join(parent, f"{folder}.onnx"))
+
     def _rotate(self, buffer_in_use: Optional[str]) -> None:
         for _, path in self.step_checkpoints()[:-self.keep]:
             os.remove(path)
+        kept = {step for step, _ in self.step_checkpoints()}
         for name in os.listdir(self.dir):
-            if _BUFFER.match(name) and name != buffer_in_use:
-                os.remove(os.path.join(self.dir, name))
+            onnx = self._step_onnx.match(name)
+            path = os.path.join(self.dir, name)
+            if (_BUFFER.match(name) and name != buffer_in_use) or \
+                    (onnx and int(onnx.group(1)) not in kept and not os.path.isdir(path)):
+                os.remove(path)
 
     # -- loading -----------------------------------------------------------------------------
     def load_latest(self) -> Tuple[str, Dict[str, Any]]:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from palaestra.buffer import AgentBuffer, check_columns_fit, load_columns
+from palaestra.atomic import atomic_write_bytes
 from palaestra.checkpoint import CheckpointManager, load_checkpoint, restore_modules
 from palaestra.exception import CheckpointError, NonFiniteError, TrainerNotReadyError
 from palaestra.envs.base import BehaviorSpec
@@ -89,6 +90,7 @@ class RLTrainer(abc.ABC, Generic[H]):
         self._checkpoints: Optional[CheckpointManager] = None
         self._last_saved_step = -1
         self.updates = 0  # calls of _update_policy that changed the policy
+        self._onnx_refused = False  # said once why this run exports no ONNX
 
     @classmethod
     def build(cls: Type[TrainerT], behavior_name: str, trainer_settings: TrainerSettings,
@@ -390,7 +392,40 @@ class RLTrainer(abc.ABC, Generic[H]):
                                           buffer=self.buffer_to_save(), latest_only=latest_only)
         self._last_saved_step = step  # only once complete: an interrupted save is redone
         logger.info("Saved checkpoint %s", path)
+        if not latest_only:
+            self.export_onnx(step)
         return path
+
+    def export_onnx(self, step: int) -> Optional[str]:
+        """The policy as `<behavior>-<step>.onnx` beside the step checkpoint and as
+        `<behavior>.onnx` beside the behavior's folder (`palaestra.export`: ML-Agents' names,
+        for Unity and onnxruntime). Never stops training: without the `onnx` package, or for
+        an actor the export does not cover, it says so once and the `.pt` files remain."""
+        from palaestra.export import exportable, onnx_available, onnx_bytes
+
+        if self._checkpoints is None or self._onnx_refused or \
+                os.environ.get("PALAESTRA_NO_ONNX", "").strip() not in ("", "0"):
+            return None
+        if not onnx_available() or not exportable(self.policy.actor):
+            self._onnx_refused = True
+            logger.warning("%s: no ONNX export (%s); the .pt checkpoints are kept", self.brain_name,
+                           "pip install \"palaestra[onnx]\" for it" if not onnx_available()
+                           else f"{type(self.policy.actor).__name__} is not an actor with a "
+                                "network_body and an ActionModel")
+            return None
+        step_path, latest = self._checkpoints.onnx_paths(step)
+        try:
+            with self.timers.time("export_onnx"):
+                data = onnx_bytes(self.policy.actor, self.policy.behavior_spec)
+                atomic_write_bytes(data, step_path)
+                if not os.path.isdir(latest):
+                    atomic_write_bytes(data, latest)
+        except Exception as exc:  # noqa: BLE001 - an export problem must not end training
+            self._onnx_refused = True
+            logger.warning("%s: ONNX export failed, not tried again this run (%s: %s); the .pt "
+                           "checkpoints are kept", self.brain_name, type(exc).__name__, exc)
+            return None
+        return step_path
 
     def _restore(self, path: str, only_weights: bool) -> None:
         if os.path.isdir(path):  # a behavior's results folder
