@@ -95,3 +95,15 @@ def test_a_mapping_config_and_section_overrides_merge_into_the_file(tmp_path):
     assert "summary_freq: 300" in saved and "buffer_size: 12000" in saved  # the rest kept
     assert "accel: 'off'" in saved  # quoted: a bare off is YAML 1.1's false
     assert result.steps == {"3DBall": 600} or result.steps["3DBall"] >= 600
+
+
+def test_the_command_tells_its_version_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from palaestra.cli import main\n"
+            "try:\n    main(['--version'])\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('torch' in sys.modules, code)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[:2] == ["palaestra", palaestra.__version__] and out[2:] == ["False", "0"]

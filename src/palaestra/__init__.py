@@ -27,6 +27,8 @@ _PUBLIC: Dict[str, Tuple[str, ...]] = {
     "palaestra.exception": (
         "CheckpointError", "EnvironmentSetupError", "PalaestraError", "TrainerConfigError",
         "TrainerNotReadyError"),
+    "palaestra.inference": (
+        "LoadedPolicy", "load_policy"),
     "palaestra.model_utils": (
         "DecayedValue", "ModelUtils"),
     "palaestra.optim": (
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
                                      ObservationKind, ObservationSpec, TerminalSteps)
     from palaestra.exception import (CheckpointError, EnvironmentSetupError, PalaestraError,
                                      TrainerConfigError, TrainerNotReadyError)
+    from palaestra.inference import LoadedPolicy, load_policy
     from palaestra.model_utils import DecayedValue, ModelUtils
     from palaestra.optim import Adam
     from palaestra.networks import (ActionModel, AgentAction, NetworkBody, ObservationEncoder,
@@ -100,7 +103,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Accel", "Activation", "ExtrinsicRewardSignal", "MAX_EPOCHS", "ObservationEncoder",
-    "RunResult", "activation", "learn", "pad_teammates",
+    "RunResult", "activation", "learn", "pad_teammates", "LoadedPolicy", "load_policy",
     "ActionInfo", "ActionModel", "Adam", "ActionSpec", "ActionTuple", "AgentAction", "AgentBuffer",
     "AgentExperience", "BaseEnv", "BehaviorIdentifiers", "BehaviorSpec", "BufferKey",
     "CheckpointError", "DecayedValue", "DecisionSteps", "EncoderType", "EnvironmentSetupError",

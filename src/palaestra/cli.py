@@ -48,8 +48,15 @@ def _learn_parser(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("palaestra")
+    except PackageNotFoundError:  # run from a source tree without installing
+        from palaestra import __version__ as installed
     parser = argparse.ArgumentParser(prog="palaestra", allow_abbrev=False,
                                      description="Reinforcement learning with trainer plugins.")
+    parser.add_argument("--version", action="version", version=f"palaestra {installed}")
     sub = parser.add_subparsers(dest="command", required=True)
     _learn_parser(sub)
     sub.add_parser("trainers", help="List installed trainer types and their packages.")

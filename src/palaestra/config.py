@@ -25,7 +25,8 @@ from palaestra.atomic import atomic_write_text
 
 from palaestra.exception import TrainerConfigError
 from palaestra.registry import TrainerRegistry
-from palaestra.settings import EngineSettings, EnvironmentSettings, RunOptions, TrainerSettings
+from palaestra.settings import (EngineSettings, EnvironmentSettings, NetworkSettings, RunOptions,
+                                TrainerSettings)
 from palaestra.yaml_reader import read_yaml  # noqa: F401  (the loader's entry point, re-exported)
 
 logger = logging.getLogger(__name__)
@@ -395,6 +396,13 @@ class ConfigLoader:
                 "their arguments from env_settings.env_args (curricula and samplers of "
                 "environment parameters are not supported yet).", self.st.source,
                 ", ".join(map(str, options.environment_parameters)))
+
+
+def network_settings_from(raw: Any, source: str) -> NetworkSettings:
+    """NetworkSettings from a plain mapping (a checkpoint's copy), checked as a config is."""
+    result: NetworkSettings = _Structurer(source).dataclass(raw, NetworkSettings,
+                                                           "network_settings")
+    return result
 
 
 def _merged(base: Mapping[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:

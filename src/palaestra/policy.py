@@ -49,6 +49,8 @@ class TorchPolicy:
         # Any: actors are duck-typed (SimpleActor, SharedActorCritic or a plugin's own module),
         # and nn.Module's attribute type would reject every call of their methods; narrow with
         # isinstance(policy.actor, YourActor) where the type matters.
+        self.actor_cls = actor_cls
+        self.actor_kwargs = dict(actor_kwargs)
         self.actor: Any = actor_cls(observation_specs=behavior_spec.observation_specs,
                                     network_settings=network_settings,
                                     action_spec=behavior_spec.action_spec, **actor_kwargs)

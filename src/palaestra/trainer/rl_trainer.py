@@ -341,7 +341,14 @@ class RLTrainer(abc.ABC, Generic[H]):
     def checkpoint_state(self) -> Dict[str, Any]:
         """Numbers and strings a checkpoint keeps besides the modules; a trainer with more
         state of its own extends this and `restore_state`."""
-        return {"trainer_type": self.get_trainer_name(), "updates": self.updates}
+        from palaestra.inference import policy_description
+
+        state: Dict[str, Any] = {"trainer_type": self.get_trainer_name(),
+                                 "updates": self.updates}
+        description = policy_description(self.policy)  # for palaestra.load_policy
+        if description is not None:
+            state["policy"] = description
+        return state
 
     def restore_state(self, saved: Mapping[str, Any]) -> None:
         self.updates = int(saved.get("updates", 0))
