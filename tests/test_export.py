@@ -141,14 +141,20 @@ def test_names_and_constants_are_ml_agents(case):
     assert out["version_number"].tolist() == [3.0] and out["memory_size"].tolist() == [0.0]
 
 
-def test_a_run_exports_each_checkpoint_and_the_latest_beside_the_behavior(tmp_path):
-    config = tmp_path / "c.yaml"
-    config.write_text("behaviors:\n  3DBall:\n    trainer_type: ppo\n    keep_checkpoints: 2\n"
-                      "    checkpoint_interval: 1200\n    summary_freq: 1200\n"
+def _short_run(tmp_path, run_id, steps, keep=None):
+    """A 3DBall PPO run checkpointing every 1200 steps; returns its folder."""
+    config = tmp_path / f"{run_id}.yaml"
+    config.write_text("behaviors:\n  3DBall:\n    trainer_type: ppo\n"
+                      + (f"    keep_checkpoints: {keep}\n" if keep else "")
+                      + "    checkpoint_interval: 1200\n    summary_freq: 1200\n"
                       "    hyperparameters: {buffer_size: 1200, batch_size: 120}\n")
-    assert learn(str(config), "--env", "3DBall", "--run-id", "k", "--results-dir",
-                 str(tmp_path), "--max-steps", "6000", "--seed", "1") == 0
-    folder = tmp_path / "k" / "3DBall"
+    assert learn(str(config), "--env", "3DBall", "--run-id", run_id, "--results-dir",
+                 str(tmp_path), "--max-steps", str(steps), "--seed", "1") == 0
+    return tmp_path / run_id
+
+
+def test_a_run_exports_each_checkpoint_and_the_latest_beside_the_behavior(tmp_path):
+    folder = _short_run(tmp_path, "k", 6000, keep=2) / "3DBall"
     steps = sorted(int(p.stem.split("-")[1]) for p in folder.glob("3DBall-*.pt"))
     onnx_steps = sorted(int(p.stem.split("-")[1]) for p in folder.glob("3DBall-*.onnx"))
     assert len(steps) == 2 and onnx_steps == steps  # rotated with keep_checkpoints
@@ -162,12 +168,7 @@ def test_a_run_exports_each_checkpoint_and_the_latest_beside_the_behavior(tmp_pa
 
 def test_without_onnx_the_run_warns_once_and_keeps_its_checkpoints(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr("palaestra.export.onnx_available", lambda: False)
-    config = tmp_path / "c.yaml"
-    config.write_text("behaviors:\n  3DBall:\n    trainer_type: ppo\n"
-                      "    checkpoint_interval: 1200\n    summary_freq: 1200\n"
-                      "    hyperparameters: {buffer_size: 1200, batch_size: 120}\n")
-    assert learn(str(config), "--env", "3DBall", "--run-id", "n", "--results-dir",
-                 str(tmp_path), "--max-steps", "3600") == 0
+    _short_run(tmp_path, "n", 3600)
     assert not list(tmp_path.rglob("*.onnx"))
     assert list((tmp_path / "n" / "3DBall").glob("3DBall-*.pt"))
     warnings = [r for r in caplog.records if "no ONNX export" in r.getMessage()]
@@ -177,11 +178,6 @@ def test_without_onnx_the_run_warns_once_and_keeps_its_checkpoints(tmp_path, mon
 
 def test_palaestra_no_onnx_exports_nothing_and_says_nothing(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("PALAESTRA_NO_ONNX", "1")
-    config = tmp_path / "c.yaml"
-    config.write_text("behaviors:\n  3DBall:\n    trainer_type: ppo\n"
-                      "    checkpoint_interval: 1200\n    summary_freq: 1200\n"
-                      "    hyperparameters: {buffer_size: 1200, batch_size: 120}\n")
-    assert learn(str(config), "--env", "3DBall", "--run-id", "q", "--results-dir",
-                 str(tmp_path), "--max-steps", "2400") == 0
+    _short_run(tmp_path, "q", 2400)
     assert not list(tmp_path.rglob("*.onnx"))
     assert not [r for r in caplog.records if "ONNX" in r.getMessage()]
