@@ -167,6 +167,10 @@ CONTENT_CASES: List[Tuple[str, Any, Tuple[str, ...]]] = [
     ("steps-per-update-tiny", config({B + "trainer_type": "sac", H + "steps_per_update": 1e-12}),
      ("steps_per_update", ">=")),
     ("seed-beyond-int32", config({"env_settings.seed": 2 ** 40}), ("seed", "<=")),
+    # ML-Agents' run-without-training mode: refused, never trained instead
+    ("inference-true", config({"checkpoint_settings.inference": True}),
+     ("inference", "load_policy")),
+    ("accel-unknown", config({"torch_settings.accel": "fast"}), ("accel", "auto", "off")),
     # numbers too long for any machine word
     ("400-digit-hidden-units",
      raw("").replace("hidden_units: 16", f"hidden_units: {FOUR_HUNDRED_DIGITS}"),

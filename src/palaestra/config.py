@@ -450,6 +450,15 @@ def check_supported(options: RunOptions, source: Optional[str]) -> None:
     named = [(f"behaviors.{n}", s) for n, s in options.behaviors.items()]
     if options.default_settings is not None:
         named.append(("default_settings", options.default_settings))
+    if options.checkpoint_settings.inference:
+        # ML-Agents' inference mode acts without updating; training instead would change a
+        # model the user asked only to run.
+        raise TrainerConfigError(
+            f"{source or '<command line>'}: checkpoint_settings.inference: true (run a trained "
+            "model without training) is not supported by `palaestra learn` yet; it never "
+            "trains instead. Act with a trained policy from Python: "
+            "palaestra.load_policy('results/<run-id>').act(obs) (README, \"From Python\"), or "
+            "set inference: false to train.")
     for path, settings in named:
         if settings.network_settings.memory is not None:
             raise TrainerConfigError(

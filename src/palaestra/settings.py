@@ -255,7 +255,9 @@ class CheckpointSettings(Settings):
     resume: bool = setting(False, "Continue the run from its latest checkpoint.")
     force: bool = setting(False, "Overwrite an existing run of the same id.")
     train_model: bool = setting(False, "Accepted, unused.")
-    inference: bool = setting(False, "Accepted, unused.")
+    inference: bool = setting(False, "ML-Agents' run-without-training mode: true is refused "
+                                     "(not supported yet; see palaestra.load_policy), never "
+                                     "trained instead.")
     results_dir: str = setting("results", "Folder holding all runs.")
 
     @property
