@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
-from typing import Any, List, Sequence
+from typing import Any, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -97,6 +97,11 @@ class InferenceGraph(nn.Module):
         return tuple(out)
 
 
+def onnx_shape(shape: Sequence[int]) -> Tuple[int, ...]:
+    """An observation's shape as the ONNX file takes it: images channel-first (NCHW)."""
+    return (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
+
+
 def input_names(spec: BehaviorSpec) -> List[str]:
     names = [f"obs_{i}" for i in range(len(spec.observation_specs))]
     return names + (["action_masks"] if spec.action_spec.discrete_branches else [])
@@ -118,8 +123,7 @@ def onnx_bytes(actor: nn.Module, spec: BehaviorSpec) -> bytes:
     import copy
 
     graph = InferenceGraph(copy.deepcopy(actor).cpu().eval(), spec)
-    dummy: List[torch.Tensor] = [
-        torch.zeros(1, *((s[2], s[0], s[1]) if len(s) == 3 else s)) for s in graph.shapes]
+    dummy: List[torch.Tensor] = [torch.zeros(1, *onnx_shape(s)) for s in graph.shapes]
     if graph.branches:
         dummy.append(torch.ones(1, sum(graph.branches)))
     names_in, names_out = input_names(spec), output_names(spec)

@@ -136,17 +136,15 @@ class _OnnxPolicy(LoadedPolicy):
 
     def _dummy(self, specs: Sequence[ObservationSpec], inputs: Mapping[str, Any]
                ) -> Dict[str, np.ndarray]:
-        feed = {f"obs_{i}": np.zeros((1, *self._onnx_shape(s.shape)), np.float32)
+        from palaestra.export import onnx_shape
+
+        feed = {f"obs_{i}": np.zeros((1, *onnx_shape(s.shape)), np.float32)
                 for i, s in enumerate(specs)}
         if "action_masks" in inputs:
             width = inputs["action_masks"].shape[1]
             feed["action_masks"] = np.ones((1, width if isinstance(width, int) else 1),
                                            np.float32)
         return feed
-
-    @staticmethod
-    def _onnx_shape(shape: Tuple[int, ...]) -> Tuple[int, ...]:
-        return (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
 
     def _act(self, obs: List[np.ndarray], mask: Optional[np.ndarray], deterministic: bool
              ) -> Tuple[np.ndarray, np.ndarray]:

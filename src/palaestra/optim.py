@@ -65,7 +65,12 @@ class Adam:
 
     @property
     def steps(self) -> int:
-        return self._state()[0]
+        if self._flat is not None:
+            return self._flat.steps
+        if self._torch is not None:
+            return max((int(s["step"]) for s in self._torch.state.values() if "step" in s),
+                       default=0)
+        return self._pending[0] if self._pending is not None else 0
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
