@@ -7,7 +7,7 @@ faster). The share of the training loop outside those three is the framework's o
 prints the share outside the same three sections as timed inside the run, which a busy machine
 distorts less (both sides slow down together).
 
-    python bench/overhead.py configs/ppo/CartPole.yaml --max-steps 50000
+    python bench/overhead.py src/palaestra/configs/ppo/CartPole.yaml --max-steps 50000
     python bench/overhead.py bench/configs/ppo_cartpole_cleanrl.yaml --env CartPole-v1 --num-envs 4
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ palaestra.
 - ``--env CartPole-v1`` (default): CleanRL's ppo.py defaults,
   ``bench/configs/ppo_cartpole_cleanrl.yaml``.
 - ``--env 3DBall``: palaestra's built-in 3DBall with ML-Agents' hyperparameters,
-  ``configs/ppo/3DBall.yaml``; the peers train on its Gymnasium registration
+  ``src/palaestra/configs/ppo/3DBall.yaml``; the peers train on its Gymnasium registration
   ``palaestra/3DBall-v0`` (one agent per env, 12 envs for palaestra's 12 agents), so palaestra
   is installed into their venvs.
 
@@ -98,9 +98,10 @@ BENCHES: Dict[str, EnvBench] = {b.name: b for b in (
                  net_arch=[64, 64], activation_fn="Tanh")),
     EnvBench(
         name="3DBall", peer_id="palaestra/3DBall-v0", cleanrl_id="palaestra:palaestra/3DBall-v0",
-        config=REPO / "configs" / "ppo" / "3DBall.yaml", steps=150_000, num_envs="12",
+        config=REPO / "src" / "palaestra" / "configs" / "ppo" / "3DBall.yaml", steps=150_000,
+        num_envs="12",
         agents_per_copy=12, buffer_size=12_000, minibatch=64, reward_window=12_000,
-        # ML-Agents' 3DBall PPO (configs/ppo/3DBall.yaml); VecNormalize for normalize: true
+        # ML-Agents' 3DBall PPO (src/palaestra/configs/ppo/3DBall.yaml); VecNormalize for normalize: true
         # (ML-Agents clips normalised observations to +-5). max_grad_norm and vf_coef are SB3's
         # defaults (0.5 and 0.5).
         sb3=dict(n_epochs=3, learning_rate=3e-4, ent_coef=1e-3, clip_range=0.2,

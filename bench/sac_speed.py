@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Speed benchmark: SAC, palaestra against Stable-Baselines3, same hyperparameters, same sitting.
 
-palaestra trains with a config of `configs/sac/` (`--config`), SB3 with the same values: network
+palaestra trains with a config of `src/palaestra/configs/sac/` (`--config`), SB3 with the same values: network
 (hidden units x layers, activation), batch size, learning rate, buffer size, warm-up steps, tau,
 gamma, one gradient step per env step, automatic entropy tuning from `init_entcoef`. Each run is
 a separate process; the table shows whole-process and training-loop steps/s and the mean return
 of the episodes that ended in the last `--window` steps.
 
     python bench/sac_speed.py                                   # Pendulum-v1, 5000 steps, 2 repeats
-    python bench/sac_speed.py --config configs/sac/HalfCheetah.yaml --steps 4000 --warmup 1000
+    python bench/sac_speed.py --config src/palaestra/configs/sac/HalfCheetah.yaml --steps 4000 --warmup 1000
     python bench/sac_speed.py --steps 20000 --repeats 1         # the issue's 20k-step return
 
 SB3 runs in its own venv (`~/.cache/palaestra-bench/sb3-venv`, made on first use, as
@@ -123,7 +123,8 @@ def summary(system: str, runs: List[RunResult]) -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", type=Path, default=REPO / "configs" / "sac" / "Pendulum.yaml")
+    p.add_argument("--config", type=Path,
+                   default=REPO / "src" / "palaestra" / "configs" / "sac" / "Pendulum.yaml")
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--window", type=int, default=1000,

@@ -11,7 +11,7 @@ import palaestra
 from palaestra import PalaestraError, TrainerConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(REPO, "configs", "ppo", "3DBall.yaml")
+CONFIG = os.path.join(REPO, "src", "palaestra", "configs", "ppo", "3DBall.yaml")
 SHORT = {"behaviors": {"3DBall": {"summary_freq": 1200, "checkpoint_interval": 2400,
                                   "hyperparameters": {"buffer_size": 1200}}}}
 
@@ -107,3 +107,17 @@ def test_the_command_tells_its_version_without_importing_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[:2] == ["palaestra", palaestra.__version__] and out[2:] == ["False", "0"]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["learn", "--help"], ["play", "--help"],
+                                  ["plot", "--help"], ["configs"]])
+def test_help_and_the_config_list_do_not_import_torch(argv):
+    import subprocess
+    import sys
+
+    code = ("import sys; from palaestra.cli import main\n"
+            f"try:\n    code = main({argv!r})\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('TORCH', 'torch' in sys.modules, code)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines()[-1] == "TORCH False 0", out

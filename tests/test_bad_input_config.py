@@ -167,9 +167,9 @@ CONTENT_CASES: List[Tuple[str, Any, Tuple[str, ...]]] = [
     ("steps-per-update-tiny", config({B + "trainer_type": "sac", H + "steps_per_update": 1e-12}),
      ("steps_per_update", ">=")),
     ("seed-beyond-int32", config({"env_settings.seed": 2 ** 40}), ("seed", "<=")),
-    # ML-Agents' run-without-training mode: refused, never trained instead
+    # ML-Agents' run-without-training mode with no trained weights named: refused
     ("inference-true", config({"checkpoint_settings.inference": True}),
-     ("inference", "load_policy")),
+     ("inference", "--resume", "--initialize-from")),
     ("accel-unknown", config({"torch_settings.accel": "fast"}), ("accel", "auto", "off")),
     # numbers too long for any machine word
     ("400-digit-hidden-units",

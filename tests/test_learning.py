@@ -12,7 +12,7 @@ SPEC_STATS = ["Environment/Cumulative Reward", "Environment/Episode Length", "Lo
 
 
 def test_ppo_cartpole_reaches_195_with_shipped_config(tmp_path):
-    config = os.path.join(REPO, "configs", "ppo", "CartPole.yaml")
+    config = os.path.join(REPO, "src", "palaestra", "configs", "ppo", "CartPole.yaml")
     assert learn(config, "--run-id", "cp", "--results-dir", str(tmp_path), "--max-steps",
                  "30000", "--seed", "1") == 0
     run = tmp_path / "cp"

@@ -130,7 +130,7 @@ def test_poca_trains_through_the_cli_on_dungeon_escape(tmp_path):
 
 def _dungeon_run(tmp_path, trainer_type, steps=160_000):
     """A small DungeonEscape (5x5, 40 steps, 16 arenas of 3) with the shipped POCA values."""
-    with open(os.path.join(os.path.dirname(__file__), "..", "configs", "poca",
+    with open(os.path.join(os.path.dirname(__file__), "..", "src", "palaestra", "configs", "poca",
                            "DungeonEscape.yaml")) as f:
         config = yaml.safe_load(f)
     behavior = config["behaviors"]["DungeonEscape"]

@@ -2,6 +2,8 @@
 import glob
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -52,6 +54,9 @@ def test_interrupted_run_resumes_to_the_same_end(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "interrupted" in out
+    hint = re.search(r"^Stopped \(CartPole-v1 at step \d+ of \d+\)\. Continue with: "
+                     r"palaestra learn (.+)$", out, re.M)
+    assert hint, out
     saved = torch.load(os.path.join(behavior_dir, "checkpoint.pt"), weights_only=True)
     stopped_at = saved["step"]
     assert 8000 <= stopped_at < MAX_STEPS, stopped_at
@@ -61,7 +66,8 @@ def test_interrupted_run_resumes_to_the_same_end(tmp_path):
     # A second run with the same id is refused without --resume/--force.
     assert learn(config, "--run-id", "r", "--results-dir", results) == 1
 
-    assert learn(config, "--run-id", "r", "--results-dir", results, "--resume") == 0
+    # the command the interrupted run printed continues it
+    assert learn(*shlex.split(hint.group(1))) == 0
     resumed = torch.load(os.path.join(behavior_dir, "checkpoint.pt"), weights_only=True)
     assert MAX_STEPS <= resumed["step"] < MAX_STEPS + 4 * 128
     assert resumed["step"] > stopped_at

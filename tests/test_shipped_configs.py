@@ -8,7 +8,7 @@ from palaestra.config import load_run_options
 from palaestra.registry import TrainerRegistry
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = sorted(REPO.glob("configs/**/*.yaml")) + sorted(REPO.glob("bench/configs/*.yaml")) + \
+CONFIGS = sorted(REPO.glob("src/palaestra/configs/**/*.yaml")) + sorted(REPO.glob("bench/configs/*.yaml")) + \
     sorted(REPO.glob("plugins/palaestra-trainer-plugin/palaestra_trainer_plugin/*/*.yaml"))
 
 

@@ -63,7 +63,6 @@ def test_progress_bar_shows_steps_rate_and_reward():
     writer.on_start("CartPole-v1", max_steps=1000, initial_step=0)
     writer.write_stats("CartPole-v1",
                        {"Environment/Cumulative Reward": StatsSummary(42.0, 0.0, 1, 42.0)}, 500)
-    writer.progress.refresh()
     writer.close()
     text = out.getvalue()
     assert "CartPole-v1" in text and "500/1000" in text and "reward 42.00" in text

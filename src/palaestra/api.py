@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from palaestra.exception import PalaestraError, TrainerConfigError
-from palaestra.paths import check_behavior_folders, check_inside, lock_run, safe_component
+from palaestra.paths import (behavior_parts, check_behavior_folders, check_inside, join_inside,
+                             lock_run, safe_component)
 
 logger = logging.getLogger("palaestra")
 
 # Keyword arguments of `learn` (and flags of `palaestra learn`) by the config section they set.
 FLAG_SECTIONS: Dict[str, Tuple[str, ...]] = {
-    "checkpoint_settings": ("run_id", "resume", "force", "initialize_from", "results_dir"),
+    "checkpoint_settings": ("run_id", "resume", "force", "initialize_from", "results_dir",
+                            "inference"),
     "env_settings": ("env_path", "num_envs", "seed", "env_args", "timeout_step"),
     "torch_settings": ("device", "accel"),
 }
@@ -42,6 +44,15 @@ class RunResult:
     path: str
     steps: Dict[str, int] = field(default_factory=dict)
     stats: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    #: behavior -> its latest ONNX export (`<run>/<behavior>.onnx`), where one was written
+    models: Dict[str, str] = field(default_factory=dict)
+    #: `<run>/curves.png`, or None when nothing was summarised (or drawing failed)
+    curves: Optional[str] = None
+    #: stopped by Ctrl-C / SIGTERM before every behavior reached max_steps (--resume continues)
+    interrupted: bool = False
+    max_steps: Dict[str, int] = field(default_factory=dict)
+    #: False for an inference run (checkpoint_settings.inference): nothing was written
+    training: bool = True
 
 
 def overrides_from_flags(values: Mapping[str, Any]) -> Dict[str, Any]:
@@ -168,11 +179,16 @@ def _train(options: Any, registry: Any, accel: Any, source: Optional[str]) -> Ru
     env_settings = options.env_settings
     env = make_environment(env_settings.env_path, env_settings.env_args, env_settings.num_envs,
                            env_settings.seed)
+    inference = options.checkpoint_settings.inference
     try:
         check_behavior_folders(list(env.behavior_specs))  # before touching disk
         for name in env.behavior_specs:
             options.behavior_settings(name)
-        created, lock = _prepare_run_dir(options)
+        # Inference only reads the run (or the --initialize-from one): nothing is created,
+        # locked or written.
+        created, lock = ([], None) if inference else _prepare_run_dir(options)
+        if inference:
+            _check_inference_run(options)
     except BaseException:
         env.close()
         raise
@@ -184,7 +200,8 @@ def _train(options: Any, registry: Any, accel: Any, source: Optional[str]) -> Ru
         # have loaded their checkpoints) and the environment has reset: a resume refused for a
         # config that does not fit the saved run leaves the run's configuration.yaml as it was.
         started.append(True)
-        dump_run_options(options, os.path.join(write_path, "configuration.yaml"))
+        if not inference:
+            dump_run_options(options, os.path.join(write_path, "configuration.yaml"))
 
     latest = _latest_stats()
     try:
@@ -213,7 +230,28 @@ def _train(options: Any, registry: Any, accel: Any, source: Optional[str]) -> Ru
         if lock is not None:
             lock.close()
     steps = {name: trainer.get_step for name, trainer in controller.trainers.items()}
-    return RunResult(options.checkpoint_settings.run_id, write_path, steps, latest.stats)
+    max_steps = {name: trainer.get_max_steps for name, trainer in controller.trainers.items()}
+    models = {}
+    for name in [] if inference else controller.trainers:
+        onnx = os.path.normpath(join_inside(write_path, behavior_parts(name))) + ".onnx"
+        if os.path.isfile(onnx):
+            models[name] = onnx
+    return RunResult(options.checkpoint_settings.run_id, write_path, steps, latest.stats,
+                     models=models, curves=None if inference else _draw_curves(write_path),
+                     interrupted=controller.stop_requested and not inference and
+                     any(steps[n] < max_steps[n] for n in steps),
+                     max_steps=max_steps, training=not inference)
+
+
+def _draw_curves(write_path: str) -> Optional[str]:
+    """`<run>/curves.png`; a failure to draw is reported and never fails the run."""
+    try:
+        from palaestra.plot import write_run_curves
+
+        return write_run_curves(write_path)
+    except Exception as exc:  # noqa: BLE001 - a picture is not worth a failed run
+        logger.warning("curves.png not drawn (%s: %s)", type(exc).__name__, exc)
+        return None
 
 
 def _latest_stats() -> Any:
@@ -238,6 +276,22 @@ def _check_names(options: Any) -> None:
     if ckpt.initialize_from is not None:
         safe_component(ckpt.initialize_from, "checkpoint_settings.initialize_from "
                                              "(--initialize-from)")
+
+
+def _check_inference_run(options: Any) -> None:
+    """Inference reads a run that exists: this run id's with --resume (its checkpoints), or
+    the --initialize-from one (checked with the others in `_prepare_run_dir`'s way)."""
+    ckpt = options.checkpoint_settings
+    path = ckpt.write_path
+    if ckpt.resume:
+        check_inside(ckpt.results_dir, path, "read the run folder")
+        if os.path.islink(path) or not os.path.isdir(path) or not _is_run_folder(path):
+            raise PalaestraError(f"inference with --resume: no palaestra run '{ckpt.run_id}' "
+                                 f"at {path}; train it first, or give --results-dir.")
+    if ckpt.initialize_from:
+        source = os.path.join(ckpt.results_dir, ckpt.initialize_from)
+        if not os.path.isdir(source):
+            raise PalaestraError(f"--initialize-from {ckpt.initialize_from}: no run at {source}.")
 
 
 def _is_run_folder(path: str) -> bool:

@@ -1,4 +1,5 @@
-"""The `palaestra` command: `learn` trains from a YAML config, `trainers` lists trainer types.
+"""The `palaestra` command: `learn` trains from a YAML config, `play` runs a trained policy,
+`plot` draws runs, `configs` hands out the example configs, `trainers` lists trainer types.
 
 Flags follow `mlagents-learn`; a flag given on the command line overrides the YAML, and only
 flags actually given do (every default is None here), so the file stays the source of truth.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from typing import Any, Dict, List, Optional
@@ -33,6 +35,9 @@ def _learn_parser(sub: Any) -> None:
                    help="Continue the run from its latest checkpoint.")
     p.add_argument("--force", action="store_true", default=None,
                    help="Overwrite an existing run with the same id.")
+    p.add_argument("--inference", action="store_true", default=None,
+                   help="Run the trained policy without training or writing anything (with "
+                        "--resume or --initialize-from), as ML-Agents' --inference does.")
     p.add_argument("--initialize-from", metavar="RUN_ID",
                    help="Start from the weights of another run (same results dir).")
     p.add_argument("--results-dir", help="Folder of all runs. Default: results.")
@@ -60,7 +65,82 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _learn_parser(sub)
     sub.add_parser("trainers", help="List installed trainer types and their packages.")
+    _play_parser(sub)
+    _plot_parser(sub)
+    p = sub.add_parser("configs", allow_abbrev=False, help="List, print or copy the example "
+                                                             "configs.",
+                       description="The example configs shipped with palaestra: without "
+                                   "arguments a list; NAME (ppo/3DBall, or 3DBall) prints one; "
+                                   "-o DIR copies the named ones (all without NAME) there.")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("-o", "--output", metavar="DIR_OR_FILE.yaml", help="Copy instead of print.")
+    p.add_argument("--force", action="store_true", help="Replace existing files.")
     return parser
+
+
+def _play_parser(sub: Any) -> None:
+    p = sub.add_parser("play", allow_abbrev=False,
+                       help="Run a trained policy without training: returns, video.",
+                       description="Run a trained policy (run id, run or behavior folder, "
+                                   ".pt checkpoint or .onnx file) for a number of episodes and "
+                                   "print the mean and spread of the returns.")
+    p.add_argument("model", metavar="RUN_ID_OR_MODEL")
+    p.add_argument("--behavior", help="The behavior to play (several: the others act at "
+                                      "random unless the model is a run folder).")
+    p.add_argument("--episodes", type=int, default=10, help="Episodes per behavior (10).")
+    p.add_argument("--deterministic", action="store_true",
+                   help="The most likely action instead of a sample.")
+    p.add_argument("--env", dest="env_path", help="The environment (default: the run's).")
+    p.add_argument("--env-args", nargs="+", metavar="KEY=VALUE",
+                   help="Arguments for the environment (default: the run's).")
+    p.add_argument("--record", metavar="OUT.gif|OUT.mp4", help="Write a video of the play.")
+    p.add_argument("--max-frames", type=int, default=2000,
+                   help="At most this many frames in the video (2000).")
+    p.add_argument("--render", choices=("human",),
+                   help="Show the environment's own window (Gymnasium environments).")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the environment and sampling.")
+    p.add_argument("--max-steps", type=int, default=100_000,
+                   help="Stop after this many environment steps (100000).")
+    p.add_argument("--results-dir", default="results", help="Where run ids are looked up.")
+
+
+def _plot_parser(sub: Any) -> None:
+    p = sub.add_parser("plot", allow_abbrev=False, help="Draw runs' curves into a PNG.",
+                       description="Draw one stat of several runs (e.g. seeds) on one figure: "
+                                   "their mean and spread against steps.")
+    p.add_argument("runs", nargs="+", metavar="RUN_ID", help="Run ids or run folders.")
+    p.add_argument("--stat", default="Environment/Cumulative Reward",
+                   help="The TensorBoard stat (default: Environment/Cumulative Reward).")
+    p.add_argument("--behavior", help="One behavior only (default: every shared one).")
+    p.add_argument("-o", "--output", default="plot.png", help="The PNG to write (plot.png).")
+    p.add_argument("--results-dir", default="results", help="Where run ids are looked up.")
+
+
+def run_play(args: argparse.Namespace) -> int:
+    from palaestra.play import play
+
+    result = play(args.model, env=args.env_path, env_args=args.env_args,
+                  behavior=args.behavior, episodes=args.episodes,
+                  deterministic=args.deterministic, record=args.record, render=args.render,
+                  seed=args.seed, max_steps=args.max_steps, max_frames=args.max_frames,
+                  results_dir=args.results_dir)
+    for line in result.lines():
+        print(line)
+    if args.record and result.frames:
+        print(f"Video: {args.record} ({result.frames} frames)")
+    if result.interrupted:
+        print("Interrupted: the returns above are of the episodes that ended before Ctrl-C.")
+        return 130
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from palaestra.plot import main as plot_main
+
+    path = plot_main(args.runs, stat=args.stat, out=args.output,
+                     results_dir=args.results_dir, behavior=args.behavior)
+    print(f"Plot: {path}")
+    return 0
 
 
 def _overrides(args: argparse.Namespace) -> Dict[str, Any]:
@@ -79,8 +159,33 @@ def run_learn(args: argparse.Namespace) -> int:
     from palaestra.api import run
 
     logging.getLogger("palaestra").setLevel(logging.DEBUG if args.debug else logging.INFO)
-    run(args.trainer_config_path, _overrides(args), args.max_steps, tune_process=True)
+    result = run(args.trainer_config_path, _overrides(args), args.max_steps, tune_process=True)
+    for line in summary_lines(result):
+        print(line)
     return 0
+
+
+def summary_lines(result: Any) -> List[str]:
+    """Where a finished run left what a person looks for next, and how to continue a stopped
+    one (its resolved configuration.yaml names the run, its environment and its settings)."""
+    import shlex
+
+    path = result.path
+    if not result.training:
+        return [f"Inference of run {result.run_id}: nothing was trained or written."]
+    results_dir = os.path.dirname(os.path.normpath(path)) or "."
+    lines = [f"Results: {path}"]
+    if result.curves:
+        lines.append(f"Curves: {result.curves}")
+    for name, model in sorted(result.models.items()):
+        lines.append(f"Model ({name}): {model}")
+    lines.append(f"TensorBoard: tensorboard --logdir {shlex.quote(results_dir)}")
+    if result.interrupted:
+        at = ", ".join(f"{name} at step {step} of {result.max_steps.get(name, step)}"
+                       for name, step in sorted(result.steps.items()))
+        config = shlex.quote(os.path.join(path, "configuration.yaml"))
+        lines.append(f"Stopped ({at}). Continue with: palaestra learn {config} --resume")
+    return lines
 
 
 def run_trainers() -> int:
@@ -110,9 +215,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s",
-                        stream=sys.stdout)
     args = build_parser().parse_args(argv)
+    from palaestra.console import setup_logging
+
+    setup_logging(bool(getattr(args, "debug", False)))
     try:  # SIGTERM during start-up ends like Ctrl-C: a new run's folder removed, one line
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread (a notebook's worker): leave signals alone
@@ -120,6 +226,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "learn":
             return run_learn(args)
+        if args.command == "play":
+            return run_play(args)
+        if args.command == "plot":
+            return run_plot(args)
+        if args.command == "configs":
+            from palaestra.example_configs import main as configs_main
+
+            for line in configs_main(args.names, args.output, args.force):
+                print(line)
+            return 0
         return run_trainers()
     except PalaestraError as exc:
         print(describe_error(exc), file=sys.stderr)
@@ -130,6 +246,11 @@ def main(argv: Optional[List[str]] = None) -> int:
               "new run's folder is removed, a resumed run keeps its last checkpoint).",
               file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    except BrokenPipeError:
+        # The reader of the output went away (`palaestra configs | head`): nothing to report,
+        # and nothing more to print (stdout now points nowhere, so the exit flush is silent).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         # A full disk, a folder that became read-only: the last complete checkpoint is intact
         # (every file is written to a temporary name and moved into place).

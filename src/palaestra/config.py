@@ -450,15 +450,19 @@ def check_supported(options: RunOptions, source: Optional[str]) -> None:
     named = [(f"behaviors.{n}", s) for n, s in options.behaviors.items()]
     if options.default_settings is not None:
         named.append(("default_settings", options.default_settings))
-    if options.checkpoint_settings.inference:
-        # ML-Agents' inference mode acts without updating; training instead would change a
-        # model the user asked only to run.
+    ckpt = options.checkpoint_settings
+    if ckpt.inference and not (ckpt.resume or ckpt.initialize_from):
+        # ML-Agents would act with an untrained network here; a run of random actions is not
+        # what anyone asking for inference wants to watch.
         raise TrainerConfigError(
-            f"{source or '<command line>'}: checkpoint_settings.inference: true (run a trained "
-            "model without training) is not supported by `palaestra learn` yet; it never "
-            "trains instead. Act with a trained policy from Python: "
-            "palaestra.load_policy('results/<run-id>').act(obs) (README, \"From Python\"), or "
-            "set inference: false to train.")
+            f"{source or '<command line>'}: checkpoint_settings.inference: true (--inference) "
+            "runs a trained policy without training it; say which: --resume (this run id's "
+            f"latest checkpoint, run '{ckpt.run_id}') or --initialize-from RUN_ID (another "
+            "run's). `palaestra play RUN_ID` runs one for a number of episodes.")
+    if ckpt.inference and ckpt.force:
+        raise TrainerConfigError(
+            f"{source or '<command line>'}: checkpoint_settings.force: true (--force) deletes "
+            "the run that inference: true (--inference) should run; give one of them.")
     for path, settings in named:
         if settings.network_settings.memory is not None:
             raise TrainerConfigError(

@@ -47,6 +47,10 @@ class TrainerController:
         self.write_path = options.checkpoint_settings.write_path
         self.status_path = os.path.join(self.write_path, "run_logs", "training_status.json")
         self._stop_requested = False
+        # ML-Agents' inference mode: the policies act, nothing updates or is written; each
+        # behavior runs max_steps steps from where its checkpoint left it (or until Ctrl-C).
+        self.inference = options.checkpoint_settings.inference
+        self._first_step: Dict[str, int] = {}
 
     def _create_trainers(self) -> None:
         unknown = set(self.options.behaviors) - set(self.env_manager.env.behavior_specs)
@@ -73,17 +77,26 @@ class TrainerController:
         # the folder must resolve inside the run's (behavior_parts, join_inside).
         artifact_path = join_inside(self.write_path, behavior_parts(name))
         reporter = StatsReporter(name, self.writers)
+        if self.inference and not ckpt.resume:
+            artifact_path = None  # weights from --initialize-from; this run has no folder
         run = RunContext(artifact_path=artifact_path, seed=self.seed, resume=ckpt.resume,
-                         stats_reporter=reporter, device=device, status_path=self.status_path,
-                         timers=self.timers, accel=self.accel_plan)
+                         training=not self.inference, stats_reporter=reporter, device=device,
+                         status_path=self.status_path, timers=self.timers,
+                         accel=self.accel_plan)
         trainer_cls: Type[RLTrainer[Any]] = info.trainer_cls  # checked by the registry
         trainer = trainer_cls.build(name, settings, spec, run)
         processor = AgentProcessor(name, spec, settings.time_horizon, reporter,
                                    trainer.publish_trajectory)
         self.env_manager.add_behavior(name, trainer.policy, processor)
         self.trainers[name] = trainer
+        self._first_step[name] = trainer.get_step
         for writer in self.writers:
             writer.on_start(name, settings.max_steps, trainer.get_step)
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether Ctrl-C, SIGTERM or a hanging environment stopped the loop."""
+        return self._stop_requested
 
     def _request_stop(self) -> None:
         if not self._stop_requested:
@@ -100,7 +113,10 @@ class TrainerController:
         then checkpoint.pt keeps the last complete, finite state."""
         self._create_trainers()
         for name, trainer in self.trainers.items():
-            if trainer.get_step >= trainer.trainer_settings.max_steps:
+            if self.inference:
+                logger.info("%s: inference from step %d: acting for %d steps without training "
+                            "(Ctrl-C stops)", name, trainer.get_step, trainer.get_max_steps)
+            elif trainer.get_step >= trainer.trainer_settings.max_steps:
                 logger.info("%s: step %d already reaches max_steps %d: nothing to train (raise "
                             "max_steps or --max-steps to continue).", name, trainer.get_step,
                             trainer.trainer_settings.max_steps)
@@ -117,9 +133,9 @@ class TrainerController:
                 for trainer in self.trainers.values():
                     # The first checkpoint at once: a run killed before its first interval
                     # resumes instead of being stuck with a folder and no checkpoint.
-                    if trainer.get_step == 0:
+                    if trainer.get_step == 0 and not self.inference:
                         trainer.save_model(0, latest_only=True)
-                save = True
+                save = not self.inference
                 self._loop()
             except StopRequested:
                 pass  # Ctrl-C / SIGTERM broke into a hanging environment call
@@ -149,9 +165,15 @@ class TrainerController:
                     logger.info("Training interrupted: saving checkpoints before exiting.")
                 self._finish(save, failing)
 
+    def _running(self) -> bool:
+        if self.inference:
+            return any(t.get_step - self._first_step[name] < t.get_max_steps
+                       for name, t in self.trainers.items())
+        return any(t.should_still_train for t in self.trainers.values())
+
     def _loop(self) -> None:
         trainers = list(self.trainers.values())
-        while not self._stop_requested and any(t.should_still_train for t in trainers):
+        while not self._stop_requested and self._running():
             try:
                 self.env_manager.advance()
             except (NonFiniteError, StopRequested):
@@ -185,9 +207,12 @@ class TrainerController:
         step runs even if one before it failed; while a failure is already being reported
         (`failing`), a later one is logged instead of replacing it."""
         steps = [("saving checkpoints", self._save_all)] if save else []
+        if self.inference:
+            steps.append(("summarising", self._summarise_pending))
         steps += [("closing the stats writers", self._close_writers),
-                  ("closing the environment", self.env_manager.close),
-                  ("writing timers.json", self._write_timers)]
+                  ("closing the environment", self.env_manager.close)]
+        if not self.inference:
+            steps.append(("writing timers.json", self._write_timers))
         first: Optional[BaseException] = None
         for what, step in steps:
             try:
@@ -204,6 +229,12 @@ class TrainerController:
         for trainer in self.trainers.values():
             trainer.flush()
             trainer.save_model()
+            if trainer.stats_reporter.get_pending("Environment/Cumulative Reward"):
+                trainer.stats_reporter.write_stats(trainer.get_step)
+
+    def _summarise_pending(self) -> None:
+        for trainer in self.trainers.values():
+            trainer.flush()
             if trainer.stats_reporter.get_pending("Environment/Cumulative Reward"):
                 trainer.stats_reporter.write_stats(trainer.get_step)
 

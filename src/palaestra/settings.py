@@ -255,9 +255,8 @@ class CheckpointSettings(Settings):
     resume: bool = setting(False, "Continue the run from its latest checkpoint.")
     force: bool = setting(False, "Overwrite an existing run of the same id.")
     train_model: bool = setting(False, "Accepted, unused.")
-    inference: bool = setting(False, "ML-Agents' run-without-training mode: true is refused "
-                                     "(not supported yet; see palaestra.load_policy), never "
-                                     "trained instead.")
+    inference: bool = setting(False, "Run the trained policy (--resume or --initialize-from) "
+                                     "without updating it or writing anything.")
     results_dir: str = setting("results", "Folder holding all runs.")
 
     @property

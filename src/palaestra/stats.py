@@ -14,7 +14,6 @@ import abc
 import logging
 import math
 import os
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -228,9 +227,10 @@ REWARD_KEY = "Environment/Cumulative Reward"
 class ConsoleWriter(StatsWriter):
     """The summary line ML-Agents users know, plus steps/s and time left."""
 
-    def __init__(self, printer: Any = None) -> None:
+    def __init__(self, printer: Any = None, training: bool = True) -> None:
         self._start: Dict[str, Tuple[float, int, int]] = {}
         self._printer = printer
+        self._training = training
 
     def on_start(self, category: str, max_steps: int, initial_step: int) -> None:
         self._start[category] = (time.perf_counter(), initial_step, max_steps)
@@ -251,7 +251,7 @@ class ConsoleWriter(StatsWriter):
         group = values.get(GROUP_REWARD_KEY)
         if group is not None:
             line += f" Mean Group Reward: {format_number(group.mean)}."
-        line += " Training."
+        line += " Training." if self._training else " Not Training."
         if self._printer is not None:
             self._printer(line)
         else:
@@ -310,50 +310,36 @@ class TensorboardWriter(StatsWriter):
 
 
 class ProgressWriter(StatsWriter):
-    """A live progress bar per behavior (rich), for a person watching a terminal."""
+    """A live progress line per behavior at the bottom of the terminal
+    (`palaestra.console.LiveProgress`), for a person watching. Log lines go above it through
+    the same console (`palaestra.console.setup_logging`)."""
 
     def __init__(self, console: Any = None) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from palaestra.console import LiveProgress
 
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[rate]} steps/s"),
-                                 TextColumn("reward {task.fields[reward]}"), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), transient=False, console=console)
-        self._tasks: Dict[str, Any] = {}
-        self._start: Dict[str, Tuple[float, int]] = {}
-        self.progress.start()
-
-    def print(self, line: str) -> None:
-        self.progress.console.print(line)
+        self.display = LiveProgress(console)
 
     def on_start(self, category: str, max_steps: int, initial_step: int) -> None:
-        self._tasks[category] = self.progress.add_task(category, total=max_steps,
-                                                       completed=initial_step, rate="-",
-                                                       reward="-")
-        self._start[category] = (time.perf_counter(), initial_step)
+        self.display.add(category, max_steps, initial_step)
 
     def write_stats(self, category: str, values: Dict[str, StatsSummary], step: int) -> None:
-        if category not in self._tasks:
-            return
-        t0, step0 = self._start[category]
-        elapsed = time.perf_counter() - t0
-        rate = f"{(step - step0) / elapsed:.0f}" if elapsed > 0 else "-"
-        fields: Dict[str, Any] = {"rate": rate}
-        if REWARD_KEY in values:
-            fields["reward"] = format_number(values[REWARD_KEY].mean, 2)
-        self.progress.update(self._tasks[category], completed=step, **fields)
+        reward = values.get(REWARD_KEY)
+        self.display.update(category, step,
+                            None if reward is None else format_number(reward.mean, 2))
 
     def close(self) -> None:
-        self.progress.stop()
+        self.display.stop()
 
 
 def get_default_stats_writers(run_options: "RunOptions") -> List[StatsWriter]:
     """palaestra's own writers (entry point ``default`` of ``palaestra.stats_writer``)."""
-    writers: List[StatsWriter] = [TensorboardWriter(run_options.checkpoint_settings.write_path)]
-    if sys.stdout.isatty() and os.environ.get("PALAESTRA_NO_PROGRESS") is None:
-        progress = ProgressWriter()
-        writers += [progress, ConsoleWriter(progress.print)]
+    from palaestra.console import interactive
+
+    ckpt = run_options.checkpoint_settings
+    if ckpt.inference:  # a run without training writes nothing, curves included
+        writers: List[StatsWriter] = [ConsoleWriter(training=False)]
     else:
-        writers.append(ConsoleWriter())
+        writers = [TensorboardWriter(ckpt.write_path), ConsoleWriter()]
+    if interactive():
+        writers.append(ProgressWriter())
     return writers

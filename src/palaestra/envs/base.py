@@ -123,6 +123,9 @@ class TerminalSteps:
 class BaseEnv(abc.ABC):
     """An environment with one or more behaviors, stepped all agents at once."""
 
+    #: frames per second at which `render` frames play in real time; None when unknown
+    render_fps: Optional[float] = None
+
     @property
     @abc.abstractmethod
     def behavior_specs(self) -> Mapping[str, BehaviorSpec]:
@@ -143,6 +146,13 @@ class BaseEnv(abc.ABC):
     @abc.abstractmethod
     def step(self) -> None:
         ...
+
+    def render(self) -> Optional[np.ndarray]:
+        """A picture of the first environment copy (first arena, first agent) as it is now:
+        an RGB frame (H, W, 3) uint8, a new array each call, or None when the environment draws
+        nothing (the default). It is what `palaestra play --record` writes to a video, one frame
+        per step; an environment that wants to appear in videos overrides it."""
+        return None
 
     def close(self) -> None:
         """Release resources; the default has none."""

@@ -210,6 +210,8 @@ class GymnasiumEnv(BaseEnv):
                         f"has {getattr(first, kind)}: all num_envs copies must have the same "
                         "spaces.")
         self.name = behavior_name
+        fps = (getattr(first, "metadata", None) or {}).get("render_fps")
+        self.render_fps = float(fps) if isinstance(fps, (int, float)) and fps > 0 else None
         self.leaves = _obs_leaves(first.observation_space)
         space = first.observation_space
         self._flat_box = isinstance(space, gym.spaces.Box) and len(space.shape) == 1
@@ -260,7 +262,10 @@ class GymnasiumEnv(BaseEnv):
     def reset(self) -> None:
         for i, e in enumerate(self.envs):
             seed = None if self.seed is None or self.seed < 0 else self.seed + i
-            result = e.reset(seed=seed)
+            try:
+                result = e.reset(seed=seed)
+            except gym.error.DependencyNotInstalled as exc:  # "human" renders in reset
+                raise render_error(self.name, e, exc) from None
             if not (isinstance(result, tuple) and len(result) == 2):
                 raise EnvironmentSetupError(
                     f"{self.name} copy {i}: reset() must return (observation, info) as in the "
@@ -385,6 +390,45 @@ class GymnasiumEnv(BaseEnv):
         elif len(self._terminal):
             self._terminal = empty_terminal_steps(self._spec)
 
+    def render(self) -> Optional[np.ndarray]:
+        """Copy 0's frame when it was made with ``render_mode="rgb_array"`` (as uint8 (H, W,
+        3)); with "human" it updates that copy's window and returns None, as it does for any
+        other mode. Only copy 0 is given the render mode (see `make_environment`)."""
+        env = self.envs[0]
+        mode = getattr(env, "render_mode", None)
+        if mode not in ("rgb_array", "human"):
+            return None
+        try:
+            frame = env.render()
+        except (gym.error.DependencyNotInstalled, ImportError) as exc:
+            raise render_error(self.name, env, exc) from None
+        return None if mode == "human" or frame is None else rgb_frame(frame, self.name)
+
     def close(self) -> None:
         for e in self.envs:
             e.close()
+
+
+def render_error(name: str, env: Any, exc: Exception) -> EnvironmentSetupError:
+    """A missing rendering package (pygame for the classic-control scenes), named with the
+    environment and the install command Gymnasium's message gives."""
+    mode = getattr(env, "render_mode", None)
+    return EnvironmentSetupError(f"{name}: render_mode={mode!r} needs a package that is not "
+                                 f"installed: {exc}")
+
+
+def rgb_frame(frame: Any, name: str) -> np.ndarray:
+    """An environment's ``render()`` result as (H, W, 3) uint8: grey images get three channels,
+    an alpha channel is dropped, floats in [0, 1] are scaled to [0, 255]."""
+    a = np.asarray(frame)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or a.size == 0:
+        raise EnvironmentSetupError(f"{name}: render() returned an array of shape {a.shape}; "
+                                    "an rgb_array frame is (H, W, 3) (or 1 or 4 channels).")
+    a = np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a[..., :3]
+    if a.dtype == np.uint8:
+        return a.copy()  # the environment may reuse its buffer; a kept frame must not change
+    if a.dtype.kind in "fb" and a.max(initial=0) <= 1.0:
+        a = a * 255.0
+    return np.clip(np.nan_to_num(a.astype(np.float64)), 0, 255).astype(np.uint8)

@@ -26,6 +26,8 @@ class VectorCore(abc.ABC):
     behavior_name: str = "Core"
     observation_specs: List[ObservationSpec]
     action_spec: ActionSpec
+    #: frames per second at which `render` frames play in real time (Gymnasium's render_fps)
+    render_fps: int = 10
 
     def __init__(self, num_agents: int) -> None:
         self.num_agents = num_agents
@@ -50,6 +52,12 @@ class VectorCore(abc.ABC):
     def step(self, actions: ActionTuple) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Advance every agent: (reward (N,), terminated (N,), truncated (N,))."""
 
+    def render(self, agent: int = 0) -> Optional[np.ndarray]:
+        """Agent `agent`'s scene as an RGB frame (H, W, 3) uint8, for videos; None (the
+        default) when the core draws nothing. Drawn from the state alone, so it costs nothing
+        unless asked for and never changes the simulation."""
+        return None
+
 
 class CoreEnv(BaseEnv):
     """A `VectorCore` as a palaestra environment with one behavior; agent id = agent index."""
@@ -57,6 +65,7 @@ class CoreEnv(BaseEnv):
     def __init__(self, core: VectorCore, seed: Optional[int] = None) -> None:
         self.core = core
         self.name = core.behavior_name
+        self.render_fps = float(core.render_fps)
         self._spec = BehaviorSpec(list(core.observation_specs), core.action_spec)
         self._seed = seed
         self._ids = np.arange(core.num_agents, dtype=np.int64)
@@ -80,6 +89,10 @@ class CoreEnv(BaseEnv):
 
     def set_actions(self, behavior_name: str, actions: ActionTuple) -> None:
         self._actions = actions
+
+    def render(self) -> Optional[np.ndarray]:
+        """The first agent's scene (see `VectorCore.render`)."""
+        return self.core.render(0)
 
     def step(self) -> None:
         if self._actions is None:
@@ -111,13 +124,21 @@ class CoreGymEnv(gym.Env):
     One observation: a Box (visual ones as uint8 images, as Gymnasium expects); several: a
     Dict ``{"obs0": ..., "obs1": ...}``. Actions: Box(-1, 1) for continuous, Discrete /
     MultiDiscrete for discrete branches (hybrid actions are not offered here). The action mask,
-    if the core has one, is in ``info["action_mask"]``."""
+    if the core has one, is in ``info["action_mask"]``. ``render_mode="rgb_array"`` makes
+    `render` return the core's frame (Gymnasium's contract: None in any other mode); there is
+    no window of its own, but ``gymnasium.make(id, render_mode="human")`` shows the frames
+    through Gymnasium's HumanRendering wrapper (which needs pygame)."""
 
-    metadata: Dict[str, Any] = {"render_modes": []}
+    metadata: Dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, core: VectorCore) -> None:
+    def __init__(self, core: VectorCore, render_mode: Optional[str] = None) -> None:
         if core.num_agents != 1:
             raise ValueError("CoreGymEnv needs a core with exactly one agent")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not one of "
+                             f"{self.metadata['render_modes']} (or None)")
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": core.render_fps}
         if core.action_spec.is_continuous and core.action_spec.is_discrete:
             raise ValueError("hybrid actions have no Gymnasium space here")
         self.core = core
@@ -164,3 +185,6 @@ class CoreGymEnv(gym.Env):
         reward, terminated, truncated = self.core.step(actions)
         return (self._obs(), float(reward[0]), bool(terminated[0]), bool(truncated[0]),
                 self._info())
+
+    def render(self) -> Optional[np.ndarray]:
+        return self.core.render(0) if self.render_mode == "rgb_array" else None

@@ -197,6 +197,9 @@ class RLTrainer(abc.ABC, Generic[H]):
         if self.load and self._checkpoints is not None:
             if self._checkpoints.has_checkpoint():
                 self._restore(self._checkpoints.latest_path, only_weights=False)
+            elif not self.is_training:
+                raise CheckpointError(f"{self.brain_name}: no checkpoint in {self.artifact_path} "
+                                      "to run without training (inference)")
             else:
                 # Killed before its first checkpoint was complete: nothing was trained that a
                 # checkpoint could hold, so the run starts over instead of staying stuck.
@@ -241,8 +244,11 @@ class RLTrainer(abc.ABC, Generic[H]):
                 if self._update_policy():
                     self.updates += 1
                     self.policy.weights_changed()
+        elif not self.is_training:
+            self._clear_update_buffer()  # nothing learns from it (inference): memory stays flat
         self._maybe_write_summary(self._step)
-        self._maybe_save_model(self._step)
+        if self.is_training:
+            self._maybe_save_model(self._step)
 
     def flush(self) -> None:
         """Process what is queued (when due, and at a stop: a checkpoint must hold every

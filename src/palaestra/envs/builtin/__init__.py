@@ -67,8 +67,15 @@ def make_builtin(name: str, num_envs: int = 1, seed: Optional[int] = None,
     return CoreEnv(core, seed)
 
 
-def make_gym_env(name: str, **env_args: Any) -> CoreGymEnv:
-    return CoreGymEnv(BUILTIN_ENVS[name](num_agents=1, **env_args))
+def make_gym_env(name: str, render_mode: Optional[str] = None, **env_args: Any) -> CoreGymEnv:
+    """The ``palaestra/<name>-v0`` entry point: one agent; ``render_mode`` None or "rgb_array"."""
+    return CoreGymEnv(BUILTIN_ENVS[name](num_agents=1, **env_args), render_mode)
+
+
+# Gymnasium reads an entry point's `metadata`: with it, gymnasium.make(id, render_mode="human")
+# wraps the rgb_array frames in its HumanRendering window instead of failing here.
+setattr(make_gym_env, "metadata", CoreGymEnv.metadata)
+
 from palaestra.envs.builtin import basic, gridworld  # noqa: E402,F401
 from palaestra.envs.builtin import ball3d  # noqa: E402,F401
 from palaestra.envs.builtin import dungeon_escape  # noqa: E402,F401

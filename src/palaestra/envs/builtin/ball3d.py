@@ -35,12 +35,13 @@ when its centre leaves the platform square, ``|x'| > HALF_SIZE`` or ``|z'| > HAL
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from palaestra.envs.base import ActionSpec, ActionTuple, ObservationSpec
 from palaestra.envs.builtin import register_builtin
+from palaestra.envs.builtin.draw import Canvas
 from palaestra.envs.vector_core import VectorCore
 
 G = 9.81                        # m/s^2
@@ -58,6 +59,14 @@ STEP_REWARD = 0.1
 FALL_REWARD = -1.0
 MAX_STEPS = 1000                # decisions per episode before truncation (ML-Agents: 5000 / 5)
 
+# Frames (`render`): two side views of one agent, 200 x 200 pixels each, 40 pixels per unit.
+BALL_RADIUS = 0.5               # drawn only: BALL_HEIGHT = radius + half the platform thickness
+PANEL, SCALE, PIVOT_Y, FLOOR_Y = 200, 40.0, 120.0, 185.0
+BACKGROUND, FLOOR, STAND = (235, 240, 245), (190, 190, 180), (150, 150, 155)
+PLATFORM, HORIZON = (70, 90, 140), (205, 210, 215)
+BALL_COLOUR = (235, 110, 30)
+AXIS_COLOURS = ((220, 50, 50), (50, 80, 220))  # Unity's colours of x (red) and z (blue)
+
 
 @register_builtin("3DBall", 12)
 class Ball3DCore(VectorCore):
@@ -67,6 +76,7 @@ class Ball3DCore(VectorCore):
     behavior_name = "3DBall"
     observation_specs = [ObservationSpec((8,), name="vector")]
     action_spec = ActionSpec.create_continuous(2)
+    render_fps = int(round(1.0 / (DT * DECISION_PERIOD)))  # one frame per decision: real time
 
     def __init__(self, num_agents: int, max_steps: int = MAX_STEPS) -> None:
         super().__init__(num_agents)
@@ -130,6 +140,21 @@ class Ball3DCore(VectorCore):
     def observe(self) -> List[np.ndarray]:
         return [self._world_obs(8)]
 
+    def render(self, agent: int = 0) -> Optional[np.ndarray]:
+        """Two side views of agent `agent`'s platform, 400 x 200: left, looking along z (the
+        platform's x' axis tilted by rot_z, a red mark); right, looking along x (its z' axis
+        tilted by rot_x, a blue mark). The ball sits on the platform at its x' resp. z'
+        position, so both views move as it rolls."""
+        canvas = Canvas(2 * PANEL, PANEL, BACKGROUND)
+        rz, rx = self.tilt[:, agent]
+        u, w = self.pos[:, agent]
+        # each view: the platform axis as (horizontal, up) in that view, and the ball along it
+        views = (((np.cos(rz), np.sin(rz)), u), ((np.cos(rx), -np.sin(rx)), w))
+        for i, (direction, along) in enumerate(views):
+            _side_view(canvas, i * PANEL, direction, float(along), AXIS_COLOURS[i])
+        canvas.rect(PANEL - 1, 0, PANEL + 1, PANEL, STAND)
+        return canvas.pixels
+
     # -- helpers -------------------------------------------------------------------------------
     def _world_obs(self, width: int) -> np.ndarray:
         """[rot_z, rot_x, ball x, y, z relative to the platform centre, velocity x, y, z] in
@@ -150,6 +175,31 @@ class Ball3DCore(VectorCore):
             out[:, 6] = sb * vu - cb * sa * vw
             out[:, 7] = ca * vw
         return out
+
+
+def _side_view(canvas: Canvas, left: float, direction: Tuple[float, float], along: float,
+               mark: Tuple[int, int, int]) -> None:
+    """One panel: a stand, the platform (a quad along the unit vector `direction`, given as
+    (horizontal, up) in scene units) and the ball `along` units from its centre, on top."""
+    cx = left + PANEL / 2.0
+    dx, dy = direction
+    nx, ny = -dy, dx  # the platform's normal: the direction turned by +90 degrees
+
+    def screen(a: float, n: float) -> Tuple[float, float]:
+        """(pixel x, pixel y) of the point `a` along the platform and `n` along its normal."""
+        return cx + SCALE * (a * dx + n * nx), PIVOT_Y - SCALE * (a * dy + n * ny)
+
+    canvas.rect(left, FLOOR_Y, left + PANEL, PANEL, FLOOR)
+    canvas.line(left, PIVOT_Y, left + PANEL, PIVOT_Y, 1.0, HORIZON)
+    canvas.rect(cx - 5, PIVOT_Y, cx + 5, FLOOR_Y, STAND)
+    canvas.line(left + 10, 10, left + 40, 10, 4.0, mark)
+    half_thickness = BALL_HEIGHT - BALL_RADIUS
+    canvas.polygon([screen(a, n) for a, n in ((-HALF_SIZE, -half_thickness),
+                                              (HALF_SIZE, -half_thickness),
+                                              (HALF_SIZE, half_thickness),
+                                              (-HALF_SIZE, half_thickness))], PLATFORM)
+    bx, by = screen(along, BALL_HEIGHT)
+    canvas.circle(bx, by, SCALE * BALL_RADIUS, BALL_COLOUR)
 
 
 @register_builtin("3DBallHard", 12)

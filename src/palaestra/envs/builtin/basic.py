@@ -13,12 +13,13 @@ policy walks right seven times: return 6 * -0.01 + 0.99 = 0.93.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from palaestra.envs.base import ActionSpec, ActionTuple, ObservationKind, ObservationSpec
 from palaestra.envs.builtin import register_builtin
+from palaestra.envs.builtin.draw import Canvas
 from palaestra.envs.vector_core import VectorCore
 
 NUM_POSITIONS = 20
@@ -28,10 +29,16 @@ LARGE_GOAL, LARGE_REWARD = 17, 1.0
 STEP_REWARD = -0.01
 _MOVE = np.array([0, -1, 1], np.int64)  # stay, left, right
 
+# Frames (`render`): the corridor as a row of 20 cells, 20 pixels each
+CELL, FRAME_HEIGHT = 20, 60
+BACKGROUND, FLOOR, GRID = (235, 240, 245), (210, 210, 200), (160, 160, 150)
+GOAL_COLOUR, AGENT_COLOUR = (40, 170, 70), (50, 90, 220)
+
 
 @register_builtin("Basic", 1)
 class BasicCore(VectorCore):
     behavior_name = "Basic"
+    render_fps = 5
 
     def __init__(self, num_agents: int, max_steps: int = 100) -> None:
         super().__init__(num_agents)
@@ -49,6 +56,20 @@ class BasicCore(VectorCore):
         mask = np.asarray(mask, bool)
         self.position[mask] = START
         self.steps[mask] = 0
+
+    def render(self, agent: int = 0) -> Optional[np.ndarray]:
+        """The corridor of agent `agent`, 400 x 60: the small goal (a small green disc), the
+        large goal (a large one) and the agent (blue, drawn over a goal it stands on)."""
+        canvas = Canvas(NUM_POSITIONS * CELL, FRAME_HEIGHT, BACKGROUND)
+        top, bottom = (FRAME_HEIGHT - CELL) / 2.0, (FRAME_HEIGHT + CELL) / 2.0
+        canvas.rect(0, top, NUM_POSITIONS * CELL, bottom, FLOOR)
+        for i in range(NUM_POSITIONS + 1):
+            canvas.line(i * CELL, top, i * CELL, bottom, 1.0, GRID)
+        mid = FRAME_HEIGHT / 2.0
+        canvas.circle((SMALL_GOAL + 0.5) * CELL, mid, 0.25 * CELL, GOAL_COLOUR)
+        canvas.circle((LARGE_GOAL + 0.5) * CELL, mid, 0.45 * CELL, GOAL_COLOUR)
+        canvas.circle((self.position[agent] + 0.5) * CELL, mid, 0.3 * CELL, AGENT_COLOUR)
+        return canvas.pixels
 
     def observe(self) -> List[np.ndarray]:
         obs = np.zeros((self.num_agents, NUM_POSITIONS), np.float32)

@@ -38,11 +38,18 @@ import numpy as np
 from palaestra.envs.base import (ActionSpec, ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
                                  ObservationSpec, TerminalSteps, empty_terminal_steps)
 from palaestra.envs.builtin import register_multi_agent_builtin
+from palaestra.envs.builtin.draw import Canvas
 
 BEHAVIOR_NAME = "DungeonEscape"
 STAY, UP, DOWN, LEFT, RIGHT = range(5)
 _DELTA = np.array([[0, 0], [0, 1], [0, -1], [-1, 0], [1, 0]], np.int64)  # (dx, dy) per action
 OBS_SIZE = 13
+
+# Frames (`render`): an arena from above, cells of about 28 pixels inside a wall half a cell thick
+FRAME_SIDE, MIN_CELL = 200, 8
+WALL, FLOOR, GRID = (85, 80, 75), (215, 205, 185), (195, 185, 165)
+DOOR_COLOUR, DRAGON_COLOUR, KEY_COLOUR = (140, 90, 40), (190, 30, 40), (235, 190, 20)
+AGENT_COLOURS = ((50, 90, 220), (40, 160, 200), (120, 70, 210), (30, 60, 140))
 
 
 @dataclass
@@ -187,6 +194,8 @@ class DungeonEscape(BaseEnv):
     are in the decision steps of the same `get_steps` with their first observation. Individual
     rewards are 0; ``group_reward`` is the group's reward since the agent's last decision."""
 
+    render_fps = 5.0
+
     def __init__(self, num_envs: int = 1, seed: Optional[int] = None, agents_per_group: int = 3,
                  size: int = 7, max_steps: int = 60, escape_reward: float = 1.0,
                  time_penalty: float = 0.0) -> None:
@@ -238,6 +247,10 @@ class DungeonEscape(BaseEnv):
                              f"of the last decision steps, got {disc.shape}")
         self._actions = disc[:, 0]
 
+    def render(self) -> Optional[np.ndarray]:
+        """The first arena from above (see `draw_arena`)."""
+        return draw_arena(self.sim, 0)
+
     def step(self) -> None:
         if self._actions is None:
             raise RuntimeError("set_actions must be called before step")
@@ -259,6 +272,56 @@ class DungeonEscape(BaseEnv):
         else:
             self._terminal = self._empty_terminal
         self._group_reward = np.where(ended, np.float32(0.0), out.group_reward)
+
+
+def draw_arena(sim: DungeonArenas, arena: int = 0) -> np.ndarray:
+    """Arena `arena` from above as an RGB frame (about 224 x 224, y upwards): the wall with the
+    door (brown, an opening in the wall), the dragon (a red diamond) while alive, the key (gold)
+    while on the ground, and the agents still in the episode (blue discs, one shade per index,
+    shifted a little by index so agents sharing a cell stay visible; the key holder wears a
+    gold dot). A removed agent is not drawn."""
+    s = sim.size
+    cell = max(MIN_CELL, FRAME_SIDE // s)
+    wall = cell // 2
+    side = s * cell + 2 * wall
+    canvas = Canvas(side, side, WALL)
+    canvas.rect(wall, wall, side - wall, side - wall, FLOOR)
+    for k in range(1, s):
+        canvas.line(wall + k * cell, wall, wall + k * cell, side - wall, 1.0, GRID)
+        canvas.line(wall, wall + k * cell, side - wall, wall + k * cell, 1.0, GRID)
+
+    def corner(xy: np.ndarray) -> Tuple[float, float]:
+        """Top-left pixel of cell (x, y): row 0 of the frame is the top (largest y)."""
+        return wall + int(xy[0]) * cell, wall + (s - 1 - int(xy[1])) * cell
+
+    x0, y0 = corner(sim.door[arena])
+    x1, y1 = x0 + cell, y0 + cell
+    dx, dy = sim.door[arena]
+    if dx == 0:  # the opening reaches through the wall on one border side the door is on
+        x0 -= wall
+    elif dx == s - 1:
+        x1 += wall
+    elif dy == s - 1:
+        y0 -= wall
+    else:
+        y1 += wall
+    canvas.rect(x0, y0, x1, y1, DOOR_COLOUR)
+    x, y = corner(sim.dragon[arena])
+    cx, cy, r = x + cell / 2.0, y + cell / 2.0, 0.4 * cell
+    if sim.dragon_alive[arena]:
+        canvas.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], DRAGON_COLOUR)
+    elif sim.key_on_ground[arena]:
+        canvas.circle(cx - 0.15 * cell, cy, 0.2 * cell, KEY_COLOUR)
+        canvas.line(cx - 0.15 * cell, cy, cx + 0.35 * cell, cy, 0.12 * cell, KEY_COLOUR)
+    g = sim.group_size
+    for i in np.flatnonzero(sim.alive[arena]):
+        x, y = corner(sim.pos[arena, i])
+        shift = (i - (g - 1) / 2.0) * 0.12 * cell
+        cx, cy = x + cell / 2.0 + shift, y + cell / 2.0 + shift
+        canvas.circle(cx, cy, 0.28 * cell, AGENT_COLOURS[i % len(AGENT_COLOURS)])
+        if sim.holder[arena] == i:
+            canvas.circle(cx, cy, 0.12 * cell, KEY_COLOUR)
+    return canvas.pixels
 
 
 class _ParallelView:

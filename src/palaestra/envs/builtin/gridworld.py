@@ -19,12 +19,13 @@ step's reward is exactly +1 or -1). Episodes are cut (``interrupted``) after ``m
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from palaestra.envs.base import ActionSpec, ActionTuple, ObservationKind, ObservationSpec
 from palaestra.envs.builtin import register_builtin
+from palaestra.envs.builtin.draw import Canvas
 from palaestra.envs.vector_core import VectorCore
 
 NOOP, UP, DOWN, LEFT, RIGHT = range(5)
@@ -35,10 +36,16 @@ STEP_REWARD = -0.01
 GOAL_REWARD = 1.0
 PIT_REWARD = -1.0
 
+# Frames (`render`): ML-Agents' look, a green plus for the goal and a red cross for the pit
+FRAME_SIDE, MIN_CELL = 200, 8  # pixels: the grid's side (about), and its cells' at least
+FLOOR, GRID = (225, 228, 232), (120, 125, 135)
+GOAL_COLOUR, PIT_COLOUR, AGENT_COLOUR = (40, 170, 70), (210, 50, 50), (50, 90, 220)
+
 
 @register_builtin("GridWorld", 1)
 class GridWorldCore(VectorCore):
     behavior_name = "GridWorld"
+    render_fps = 5
 
     def __init__(self, num_agents: int, visual: bool = False, grid_size: int = 5,
                  max_steps: int = 50, cell_pixels: int = 4) -> None:
@@ -96,6 +103,30 @@ class GridWorldCore(VectorCore):
         if self.cell_pixels > 1:
             grid = np.repeat(np.repeat(grid, self.cell_pixels, axis=1), self.cell_pixels, axis=2)
         return grid
+
+    def render(self, agent: int = 0) -> Optional[np.ndarray]:
+        """Agent `agent`'s grid seen from above, about 200 x 200 (rows top = largest y, as the
+        visual observation): goal a green plus, pit a red cross, the agent a blue square."""
+        g = self.size
+        cell = max(MIN_CELL, FRAME_SIDE // g)
+        canvas = Canvas(g * cell, g * cell, FLOOR)
+        for i in range(g + 1):
+            canvas.line(i * cell, 0, i * cell, g * cell, 2.0, GRID)
+            canvas.line(0, i * cell, g * cell, i * cell, 2.0, GRID)
+        arm, width = 0.32 * cell, max(2.0, 0.14 * cell)
+
+        def centre(xy: np.ndarray) -> Tuple[float, float]:
+            return (xy[0] + 0.5) * cell, (g - 1 - xy[1] + 0.5) * cell
+
+        x, y = centre(self.goal[agent])
+        canvas.line(x - arm, y, x + arm, y, width, GOAL_COLOUR)
+        canvas.line(x, y - arm, x, y + arm, width, GOAL_COLOUR)
+        x, y = centre(self.pit[agent])
+        canvas.line(x - arm, y - arm, x + arm, y + arm, width, PIT_COLOUR)
+        canvas.line(x - arm, y + arm, x + arm, y - arm, width, PIT_COLOUR)
+        x, y = centre(self.agent[agent])
+        canvas.rect(x - 0.3 * cell, y - 0.3 * cell, x + 0.3 * cell, y + 0.3 * cell, AGENT_COLOUR)
+        return canvas.pixels
 
     def action_mask(self) -> np.ndarray:
         x, y = self.agent[:, 0], self.agent[:, 1]

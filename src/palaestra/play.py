@@ -1,0 +1,317 @@
+"""`palaestra play`: a trained policy acting in its environment, with no trainer and no
+updates: the returns of a number of episodes, and a video of them where asked.
+
+The policy comes from `palaestra.load_policy` (a run folder, a behavior folder, a `.pt`
+checkpoint or an `.onnx` export); the environment from `--env`, or from the run's resolved
+`configuration.yaml` (found in the run folder the model lies in). Returns are counted as the
+training summary counts "Environment/Cumulative Reward": every reward an agent received from
+its episode's first decision to its end, one value per finished episode.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from palaestra.exception import EnvironmentSetupError, PalaestraError
+
+logger = logging.getLogger("palaestra")
+
+RECORD_FORMATS = (".gif", ".mp4")
+
+
+@dataclass
+class PlayResult:
+    """Each behavior's finished episodes: their returns and lengths (in decisions), in the
+    order they ended; `frames`: the number of frames written to the recording."""
+
+    returns: Dict[str, List[float]] = field(default_factory=dict)
+    lengths: Dict[str, List[int]] = field(default_factory=dict)
+    steps: int = 0
+    frames: int = 0
+    interrupted: bool = False
+
+    def lines(self) -> List[str]:
+        out = []
+        for name, returns in self.returns.items():
+            if not returns:
+                out.append(f"{name}: no episode finished in {self.steps} steps.")
+                continue
+            r = np.asarray(returns)
+            lengths = np.asarray(self.lengths[name])
+            out.append(f"{name}: {len(r)} episodes. Mean return {r.mean():.3f}, std {r.std():.3f}"
+                       f" (min {r.min():.3f}, max {r.max():.3f}). Mean length "
+                       f"{lengths.mean():.1f} decisions.")
+        return out
+
+
+def resolve_model(target: str, results_dir: str = "results") -> str:
+    """A path as given, or a run id under `results_dir`."""
+    if os.path.exists(target):
+        return target
+    candidate = os.path.join(results_dir, target)
+    if os.path.sep not in target.strip(os.path.sep) and os.path.isdir(candidate):
+        return candidate
+    raise PalaestraError(f"palaestra play {target}: neither a file or folder nor a run id in "
+                         f"{results_dir}/ (tried {target} and {candidate}); give a run id, a "
+                         "run or behavior folder, a .pt checkpoint or an .onnx file.")
+
+
+def find_run_config(model: str) -> Optional[str]:
+    """The `configuration.yaml` of the run `model` belongs to: in it, or in a folder above it
+    (a behavior folder or a checkpoint lies one to three levels down)."""
+    folder = os.path.abspath(model if os.path.isdir(model) else os.path.dirname(model))
+    for _ in range(4):
+        candidate = os.path.join(folder, "configuration.yaml")
+        if os.path.isfile(candidate) and os.path.isdir(os.path.join(folder, "run_logs")):
+            return candidate
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return None
+
+
+def env_from_run(config_path: Optional[str]) -> Tuple[Optional[str], Any]:
+    """(env_path, env_args) from a run's resolved configuration."""
+    if config_path is None:
+        return None, None
+    from palaestra.yaml_reader import read_yaml
+
+    data = read_yaml(config_path)
+    env = data.get("env_settings") if isinstance(data, dict) else None
+    if not isinstance(env, dict):
+        return None, None
+    return env.get("env_path"), env.get("env_args")
+
+
+def _run_folder(model: str) -> Optional[str]:
+    config = find_run_config(model)
+    return None if config is None else os.path.dirname(config)
+
+
+def load_policies(model: str, behavior_specs: Dict[str, Any], behavior: Optional[str],
+                  seed: int) -> Dict[str, Any]:
+    """A `LoadedPolicy` for every behavior of the environment: from each behavior's folder
+    when `model` is a run folder, else `model` for the one behavior named (or the only one)."""
+    from palaestra.inference import load_policy
+    from palaestra.paths import behavior_parts, join_inside
+
+    names = list(behavior_specs)
+    if behavior is not None and behavior not in behavior_specs:
+        raise PalaestraError(f"--behavior {behavior}: the environment has {', '.join(names)}")
+    is_run = os.path.isdir(model) and _run_folder(model) == os.path.abspath(model)
+    if is_run:
+        chosen = [behavior] if behavior else names
+        policies = {name: load_policy(join_inside(model, behavior_parts(name)), seed=seed)
+                    for name in chosen}
+    else:
+        target = behavior or (names[0] if len(names) == 1 else None)
+        if target is None:
+            raise PalaestraError(f"{model} is one behavior's policy; the environment has "
+                                 f"{len(names)} ({', '.join(names)}): name it with --behavior, "
+                                 "or give the run folder to play them all.")
+        policies = {target: load_policy(model, seed=seed)}
+    missing = [n for n in names if n not in policies]
+    if missing and behavior is None:
+        raise PalaestraError(f"no policy for behavior(s) {', '.join(missing)} of the "
+                             "environment; give the run folder, which holds them all.")
+    if missing:
+        logger.info("Behaviors not played act at random: %s", ", ".join(missing))
+    for name, policy in policies.items():
+        _check_fits(name, policy, behavior_specs[name])
+    return policies
+
+
+def _check_fits(name: str, policy: Any, spec: Any) -> None:
+    got = [tuple(o.shape) for o in spec.observation_specs]
+    takes = [tuple(o.shape) for o in policy.behavior_spec.observation_specs]
+    a, b = policy.behavior_spec.action_spec, spec.action_spec
+    if got != takes or (a.continuous_size, tuple(a.discrete_branches)) != \
+            (b.continuous_size, tuple(b.discrete_branches)):
+        raise PalaestraError(
+            f"{policy.source} does not fit behavior {name}: the policy takes observations "
+            f"{takes} and acts with {a.continuous_size} continuous / branches "
+            f"{list(a.discrete_branches)}; the environment gives {got} and takes "
+            f"{b.continuous_size} continuous / branches {list(b.discrete_branches)}.")
+
+
+def _as_action_tuple(actions: Any, spec: Any, n: int) -> Any:
+    from palaestra.envs.base import ActionTuple
+
+    if spec.continuous_size and spec.discrete_branches:
+        cont, disc = actions
+    elif spec.continuous_size:
+        cont, disc = actions, np.zeros((n, 0), np.int64)
+    else:
+        cont, disc = np.zeros((n, 0), np.float32), actions
+    return ActionTuple(np.asarray(cont, np.float32).reshape(n, spec.continuous_size),
+                       np.asarray(disc, np.int64).reshape(n, len(spec.discrete_branches)))
+
+
+class Recorder:
+    """Frames into a GIF (Pillow, which matplotlib brings) or an MP4 (imageio-ffmpeg, the
+    `palaestra[video]` extra), written to a temporary name and moved into place at the end."""
+
+    def __init__(self, path: str, fps: float, max_frames: int) -> None:
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in RECORD_FORMATS:
+            raise PalaestraError(f"--record {path}: the file name must end in "
+                                 f"{' or '.join(RECORD_FORMATS)}.")
+        if ext == ".mp4":
+            try:
+                import imageio_ffmpeg  # noqa: F401
+            except ImportError:
+                raise PalaestraError("--record .mp4 needs ffmpeg: pip install "
+                                     "\"palaestra[video]\" (or record a .gif)") from None
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise PalaestraError(f"--record {path}: the folder {folder} does not exist.")
+        self.path, self.ext, self.fps, self.max_frames = path, ext, fps, max_frames
+        self.frames: List[np.ndarray] = []
+
+    def add(self, frame: Optional[np.ndarray]) -> None:
+        if frame is None or len(self.frames) >= self.max_frames:
+            return
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8:
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+        if self.frames and frame.shape != self.frames[0].shape:
+            return  # a window resized mid-run: a video keeps one size
+        self.frames.append(frame)
+
+    def write(self) -> int:
+        """Write the video; the number of frames written."""
+        from palaestra.atomic import temp_name
+
+        if not self.frames:
+            return 0
+        tmp = temp_name(self.path) + self.ext
+        try:
+            if self.ext == ".gif":
+                from PIL import Image
+
+                images = [Image.fromarray(f) for f in self.frames]
+                images[0].save(tmp, save_all=True, append_images=images[1:],
+                               duration=max(20, int(round(1000 / self.fps))), loop=0)
+            else:
+                import imageio_ffmpeg
+
+                h, w = self.frames[0].shape[:2]
+                # yuv420p (what players expect) needs even sides: pad by one pixel if odd
+                size = (w + w % 2, h + h % 2)
+                writer = imageio_ffmpeg.write_frames(tmp, size, fps=self.fps, codec="libx264",
+                                                     pix_fmt_out="yuv420p", macro_block_size=1)
+                writer.send(None)
+                for f in self.frames:
+                    if (f.shape[1], f.shape[0]) != size:
+                        f = np.pad(f, ((0, size[1] - h), (0, size[0] - w), (0, 0)), mode="edge")
+                    writer.send(np.ascontiguousarray(f))
+                writer.close()
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return len(self.frames)
+
+
+def play(model: str, *, env: Optional[str] = None, env_args: Any = None,
+         behavior: Optional[str] = None, episodes: int = 10, deterministic: bool = False,
+         record: Optional[str] = None, render: Optional[str] = None, seed: int = 0,
+         max_steps: int = 100_000, max_frames: int = 2000, results_dir: str = "results",
+         on_episode: Optional[Callable[[str, float], None]] = None) -> PlayResult:
+    """Run the trained policy `model` until `episodes` episodes of every played behavior
+    have ended (or `max_steps` environment steps, or Ctrl-C)."""
+    from palaestra.envs import make_environment
+
+    if episodes < 1:
+        raise PalaestraError(f"--episodes {episodes}: give at least 1.")
+    if render not in (None, "human"):
+        raise PalaestraError(f"--render {render}: the allowed value is human (a window, where "
+                             "the environment has one); for a video use --record out.gif.")
+    path = resolve_model(model, results_dir)
+    if env is None:
+        env, run_args = env_from_run(find_run_config(path))
+        env_args = run_args if env_args is None else env_args
+        if env is None:
+            raise EnvironmentSetupError(
+                f"palaestra play {model}: no environment: it is not inside a run folder with a "
+                "configuration.yaml naming env_settings.env_path; give --env.")
+    recorder = None
+    if record is not None:
+        recorder = Recorder(record, fps=30.0, max_frames=max_frames)
+    render_mode = "human" if render else ("rgb_array" if recorder else None)
+    environment = make_environment(env, env_args, 1, seed, render_mode=render_mode)
+    try:
+        if recorder is not None:
+            recorder.fps = float(getattr(environment, "render_fps", None) or 30.0)
+        policies = load_policies(path, dict(environment.behavior_specs), behavior, seed)
+        result = _episodes(environment, policies, episodes, deterministic, max_steps,
+                           recorder, render is not None, on_episode)
+    finally:
+        environment.close()
+    if recorder is not None:
+        result.frames = recorder.write()
+        if result.frames == 0:
+            logger.warning("--record %s: the environment %s drew no frames (its render() "
+                           "returns None); no video written", record, env)
+    return result
+
+
+def _episodes(env: Any, policies: Dict[str, Any], episodes: int, deterministic: bool,
+              max_steps: int, recorder: Optional[Recorder], show: bool,
+              on_episode: Optional[Callable[[str, float], None]]) -> PlayResult:
+    result = PlayResult({name: [] for name in policies}, {name: [] for name in policies})
+    running: Dict[str, Dict[int, List[float]]] = {name: {} for name in policies}
+    specs = env.behavior_specs
+    env.reset()
+
+    def done() -> bool:
+        return all(len(r) >= episodes for r in result.returns.values())
+
+    try:
+        if recorder is not None:
+            recorder.add(env.render())
+        while not done() and result.steps < max_steps:
+            for name in specs:
+                decision, terminal = env.get_steps(name)
+                policy = policies.get(name)
+                track = running.get(name)
+                if track is not None:
+                    for i, agent in enumerate(terminal.agent_id.tolist()):
+                        total, length = track.pop(agent, [0.0, 0])
+                        if len(result.returns[name]) < episodes:
+                            value = total + float(terminal.reward[i])
+                            result.returns[name].append(value)
+                            result.lengths[name].append(int(length))
+                            if on_episode is not None:
+                                on_episode(name, value)
+                    for i, agent in enumerate(decision.agent_id.tolist()):
+                        entry = track.setdefault(agent, [0.0, 0])
+                        entry[0] += float(decision.reward[i])
+                        entry[1] += 1
+                n = len(decision)
+                if n == 0:
+                    continue
+                if policy is None:  # a behavior the user did not ask to play: random
+                    actions = specs[name].action_spec.random_action(n, np.random.default_rng())
+                else:
+                    obs = decision.obs if len(decision.obs) > 1 else decision.obs[0]
+                    actions = _as_action_tuple(
+                        policy.act(obs, decision.action_mask, deterministic=deterministic),
+                        specs[name].action_spec, n)
+                env.set_actions(name, actions)
+            if done():
+                break
+            env.step()
+            result.steps += 1
+            if recorder is not None:
+                recorder.add(env.render())
+            elif show:
+                env.render()
+    except KeyboardInterrupt:
+        result.interrupted = True
+    return result
