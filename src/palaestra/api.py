@@ -25,8 +25,12 @@ logger = logging.getLogger("palaestra")
 # Keyword arguments of `learn` (and flags of `palaestra learn`) by the config section they set.
 FLAG_SECTIONS: Dict[str, Tuple[str, ...]] = {
     "checkpoint_settings": ("run_id", "resume", "force", "initialize_from", "results_dir",
-                            "inference"),
-    "env_settings": ("env_path", "num_envs", "seed", "env_args", "timeout_step"),
+                            "inference", "load_model"),
+    "env_settings": ("env_path", "num_envs", "seed", "env_args", "timeout_step", "base_port",
+                     "num_areas", "timeout_wait", "max_lifetime_restarts",
+                     "restarts_rate_limit_n", "restarts_rate_limit_period_s"),
+    "engine_settings": ("width", "height", "quality_level", "time_scale", "target_frame_rate",
+                        "capture_frame_rate", "no_graphics", "no_graphics_monitor"),
     "torch_settings": ("device", "accel"),
 }
 _FLAG_SECTION = {flag: section for section, flags in FLAG_SECTIONS.items() for flag in flags}
@@ -81,7 +85,9 @@ def learn(config: Union[str, "os.PathLike[str]", Mapping[str, Any], None] = None
     behavior with the default (PPO) settings. `run_id`, `env` (a Gymnasium id or
     `module.path:factory`) and `max_steps` (every behavior's) are the command's flags; so are
     `num_envs`, `seed`, `resume`, `force`, `initialize_from`, `results_dir`, `device`, `accel`
-    ("auto" / "off"), `timeout_step`, `env_args` (a list of "key=value"), `debug`. Any other
+    ("auto" / "off"), `timeout_step`, `env_args` (a list of "key=value"), `inference`,
+    `deterministic`, `debug`, and mlagents-learn's Unity flags (`base_port`, `num_areas`,
+    `timeout_wait`, `no_graphics`, `time_scale`, `width`, ...: `FLAG_SECTIONS`). Any other
     keyword names a config section and merges into it: `torch_settings={"num_threads": 2}`,
     `behaviors={...}`.
 
@@ -93,6 +99,7 @@ def learn(config: Union[str, "os.PathLike[str]", Mapping[str, Any], None] = None
     flags: Dict[str, Any] = {"run_id": run_id, "env_path": env}
     sections: Dict[str, Any] = {}
     debug = bool(overrides.pop("debug", False))
+    deterministic = bool(overrides.pop("deterministic", False))
     for key, value in overrides.items():
         if key in _FLAG_SECTION:
             flags[key] = value
@@ -102,7 +109,7 @@ def learn(config: Union[str, "os.PathLike[str]", Mapping[str, Any], None] = None
             sections[key] = value
         else:
             raise TypeError(f"learn() got an unexpected keyword argument {key!r}; allowed: "
-                            f"run_id, env, max_steps, tune_process, debug, "
+                            f"run_id, env, max_steps, tune_process, debug, deterministic, "
                             f"{', '.join(sorted(_FLAG_SECTION))}, or a config section "
                             f"({', '.join(_SECTIONS)})")
     if flags.get("env_args") is not None:
@@ -113,6 +120,8 @@ def learn(config: Union[str, "os.PathLike[str]", Mapping[str, Any], None] = None
         merged[section] = {**merged.get(section, {}), **values}
     if debug:
         merged["debug"] = True
+    if deterministic:
+        merged["deterministic"] = True
     path = os.fspath(config) if isinstance(config, os.PathLike) else config
     return run(path, merged, max_steps, tune_process)
 
@@ -129,13 +138,19 @@ def run(config: Union[str, Mapping[str, Any], None], overrides: Mapping[str, Any
 
     source = config if isinstance(config, str) else None
     registry = TrainerRegistry.from_entry_points()
+    overrides = dict(overrides)
+    # `--deterministic` (as mlagents-learn's): every behavior's network_settings.deterministic
+    deterministic = bool(overrides.pop("deterministic", False))
     options = load_run_options(config, registry, overrides)
     check_supported(options, source)
+    every = [s for s in [*options.behaviors.values(), options.default_settings] if s is not None]
     if max_steps is not None:
         steps = max_steps_from_flag(max_steps)
-        for settings in [*options.behaviors.values(), options.default_settings]:
-            if settings is not None:
-                settings.max_steps = steps
+        for settings in every:
+            settings.max_steps = steps
+    if deterministic:
+        for settings in every:
+            settings.network_settings.deterministic = True
     env_settings = options.env_settings
     if env_settings.seed < 0:
         env_settings.seed = int(np.random.default_rng().integers(0, 10000))

@@ -48,8 +48,61 @@ def _learn_parser(sub: Any) -> None:
     p.add_argument("--max-steps", type=float,
                    help="Override every behavior's max_steps (quick runs).")
     p.add_argument("--debug", action="store_true", default=None, help="Verbose logging.")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="Act with the most likely action (every behavior's "
+                        "network_settings.deterministic), as mlagents-learn's flag.")
+    p.add_argument("--load", dest="load_model", action="store_true", default=None,
+                   help=argparse.SUPPRESS)  # ML-Agents' deprecated alias of --resume
+    p.add_argument("--train", dest="train_model", action="store_true", default=None,
+                   help=argparse.SUPPRESS)  # ML-Agents' removed flag: training is the default
+    for removed in ("--torch", "--tensorflow"):
+        p.add_argument(removed, action=_Removed, help=argparse.SUPPRESS)
+    unity = p.add_argument_group(
+        "Unity (mlagents-learn's flags; env_settings / engine_settings in the YAML)")
+    unity.add_argument("--base-port", type=int, help="First port for Unity builds (5005; the "
+                                                     "Editor uses 5004).")
+    unity.add_argument("--num-areas", type=int, help="Training areas per Unity instance.")
+    unity.add_argument("--timeout-wait", type=int, metavar="SECONDS",
+                       help="How long to wait for Unity to connect (60).")
+    unity.add_argument("--max-lifetime-restarts", type=int,
+                       help="Restarts of a crashed Unity build over the run (10; -1: no limit).")
+    unity.add_argument("--restarts-rate-limit-n", type=int,
+                       help="Restarts allowed per period (1; -1: no limit).")
+    unity.add_argument("--restarts-rate-limit-period-s", type=int, metavar="SECONDS",
+                       help="The period of --restarts-rate-limit-n (60).")
+    unity.add_argument("--width", type=int, help="Window width of Unity builds (84).")
+    unity.add_argument("--height", type=int, help="Window height of Unity builds (84).")
+    unity.add_argument("--quality-level", type=int, help="Unity quality level (5).")
+    unity.add_argument("--time-scale", type=float, help="Unity time scale (20).")
+    unity.add_argument("--target-frame-rate", type=int, help="Unity target frame rate (-1).")
+    unity.add_argument("--capture-frame-rate", type=int, help="Unity capture frame rate (60).")
+    unity.add_argument("--no-graphics", action="store_true", default=None,
+                       help="Run Unity builds without graphics (-nographics -batchmode).")
+    unity.add_argument("--no-graphics-monitor", action="store_true", default=None,
+                       help="No graphics for the main Unity window only.")
     p.add_argument("--env-args", nargs=argparse.REMAINDER,
                    help="key=value arguments for the environment; must come last.")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line naming the command and where the flags are listed: a command
+    line copied from elsewhere should say what is wrong, not dump the usage of 40 flags."""
+
+    def error(self, message: str) -> Any:  # argparse's signature: NoReturn
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+class _Removed(argparse.Action):
+    """A flag ML-Agents removed (`--torch`, `--tensorflow`): accepted with a warning, as there."""
+
+    def __init__(self, option_strings: Any, dest: str, **kwargs: Any) -> None:
+        kwargs.pop("nargs", None)
+        super().__init__(option_strings, dest, nargs=0, default=None, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        logging.getLogger("palaestra").warning("The command line argument %s was removed (as "
+                                               "in ML-Agents); it has no effect.", option)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
         installed = version("palaestra")
     except PackageNotFoundError:  # run from a source tree without installing
         from palaestra import __version__ as installed
-    parser = argparse.ArgumentParser(prog="palaestra", allow_abbrev=False,
-                                     description="Reinforcement learning with trainer plugins.")
+    parser = _Parser(prog="palaestra", allow_abbrev=False,
+                     description="Reinforcement learning with trainer plugins.")
     parser.add_argument("--version", action="version", version=f"palaestra {installed}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _learn_parser(sub)
     sub.add_parser("trainers", help="List installed trainer types and their packages.")
     _play_parser(sub)
@@ -150,6 +203,8 @@ def _overrides(args: argparse.Namespace) -> Dict[str, Any]:
     out = overrides_from_flags(flags)
     if args.debug:
         out["debug"] = True
+    if args.deterministic:
+        out["deterministic"] = True
     return out
 
 

@@ -426,6 +426,14 @@ def load_run_options(path: Union[str, Mapping[str, Any], None], registry: Traine
         raw, source = (read_yaml(path) if path else {}), path or "<command line>"
     loader = ConfigLoader(registry, source=source)
     options = loader.load(raw, overrides)
+    ckpt = options.checkpoint_settings
+    if ckpt.load_model:
+        # ML-Agents' deprecated spelling of resume (`--load`, `load_model: true`)
+        logger.warning("%s: checkpoint_settings.load_model (--load) is deprecated, as in "
+                       "ML-Agents: it means resume (--resume).", source)
+        if not ckpt.force:
+            ckpt.resume = True
+        ckpt.load_model = False
     if not path and options.default_settings is None:
         # As mlagents-learn: with no config file every behavior trains with the defaults.
         logger.warning("No config file given: every behavior uses the default settings (ppo).")
