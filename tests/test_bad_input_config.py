@@ -207,7 +207,9 @@ CONTENT_CASES: List[Tuple[str, Any, Tuple[str, ...]]] = [
     ("binary-file", bytes(range(256)) * 4, ("binary",)),
     ("latin-1-file", raw("# Réglages d'entraînement\n").encode("latin-1"), ("UTF-8",)),
     ("control-character", raw("# \x01\n"), ("character",)),
-    ("comment-only-no-env", "# nothing here yet\n", ("env_path",)),
+    # no environment: the Unity Editor, as mlagents-learn; its refusal names --env too
+    ("no-env-no-editor", "# nothing here yet\nenv_settings: {timeout_wait: 1}\n",
+     ("Editor", "--env", "env_path")),
     ("top-level-list", "- behaviors\n- env_settings\n", ("mapping", "list")),
     ("top-level-number", "42\n", ("mapping",)),
     ("far-too-large-file", "# padding\n" * (2 * 2 ** 20), ("MiB",)),
@@ -270,7 +272,7 @@ CLI_CASES = [
     ("env-args-without-equals", ["cfg.yaml", "--env-args", "noequals"], ("noequals",)),
     ("env-args-not-yaml", ["cfg.yaml", "--env-args", "k=[unclosed"], ("k=[unclosed",)),
     ("env-args-alias", ["cfg.yaml", "--env-args", "k=*nope"], ("nope",)),
-    ("no-config-and-no-environment", [], ("env",)),
+    ("no-config-and-no-environment", ["--timeout-wait", "1"], ("Editor", "--env")),
 ]
 
 

@@ -553,7 +553,7 @@ def _unity_warnings(caplog):
 
 def test_engine_settings_and_unity_env_keys_are_accepted_with_one_warning(load, caplog):
     caplog.set_level(logging.WARNING)
-    options = load("""
+    unity = """
         env_settings:
           base_port: 5006
           num_areas: 3
@@ -565,7 +565,10 @@ def test_engine_settings_and_unity_env_keys_are_accepted_with_one_warning(load, 
           no_graphics: true
         behaviors:
           CartPole-v1: {}
-        """)
+        """
+    load(unity)  # no env_path: the Unity Editor, where these settings mean what they say
+    assert not _unity_warnings(caplog)
+    options = load(unity.replace("num_envs: 2", "num_envs: 2\n          env_path: CartPole-v1"))
     assert options.engine_settings.width == 100
     assert options.engine_settings.time_scale == 1.0
     assert options.engine_settings.no_graphics is True
@@ -915,6 +918,7 @@ def test_environment_parameters_are_accepted_with_a_warning_that_they_are_not_ap
         load, caplog):
     caplog.set_level(logging.WARNING)
     options = load("""
+        env_settings: {env_path: CartPole-v1}
         behaviors:
           CartPole-v1: {}
         environment_parameters:

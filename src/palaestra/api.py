@@ -192,20 +192,38 @@ def _train(options: Any, registry: Any, accel: Any, source: Optional[str]) -> Ru
     from palaestra.stats import make_stats_writers
 
     env_settings = options.env_settings
-    env = make_environment(env_settings.env_path, env_settings.env_args, env_settings.num_envs,
-                           env_settings.seed)
     inference = options.checkpoint_settings.inference
+    unity = _is_unity(env_settings.env_path)
+    created: List[str] = []
+    lock: Optional[IO[str]] = None
+    env = None
     try:
+        if unity and not inference:
+            # A build writes its log into run_logs/ from its start: the run's folder first
+            # (removed again below if the build fails to connect).
+            created, lock = _prepare_run_dir(options)
+        if unity:
+            env = _make_unity(options, inference)
+        else:
+            env = make_environment(env_settings.env_path, env_settings.env_args,
+                                   env_settings.num_envs, env_settings.seed)
         check_behavior_folders(list(env.behavior_specs))  # before touching disk
         for name in env.behavior_specs:
             options.behavior_settings(name)
         # Inference only reads the run (or the --initialize-from one): nothing is created,
         # locked or written.
-        created, lock = ([], None) if inference else _prepare_run_dir(options)
+        if not unity and not inference:
+            created, lock = _prepare_run_dir(options)
         if inference:
             _check_inference_run(options)
     except BaseException:
-        env.close()
+        try:
+            if env is not None:
+                env.close()
+        finally:
+            if lock is not None:
+                lock.close()
+            _remove_new_run(options, created)
         raise
     write_path = options.checkpoint_settings.write_path
     started: List[bool] = []
@@ -227,17 +245,11 @@ def _train(options: Any, registry: Any, accel: Any, source: Optional[str]) -> Ru
                                        env_settings.seed, accel)
         controller.start_learning(on_ready=ready)
     except BaseException as exc:
-        if not started and created:
+        if not started:
             # A new run that failed before its first step (a trainer refusing the environment,
             # an environment failing its reset, Ctrl-C during start-up) leaves no folder
             # behind: rerunning the same run id must not need --force.
-            results = options.checkpoint_settings.results_dir
-            shutil.rmtree(check_inside(results, write_path, "delete"), ignore_errors=True)
-            if results in created:
-                try:
-                    os.rmdir(results)  # only if empty
-                except OSError:
-                    pass
+            _remove_new_run(options, created)
         if isinstance(exc, TrainerConfigError) and not started:
             raise TrainerConfigError(f"{source or '<command line>'}: {exc}") from None
         raise
@@ -267,6 +279,48 @@ def _draw_curves(write_path: str) -> Optional[str]:
     except Exception as exc:  # noqa: BLE001 - a picture is not worth a failed run
         logger.warning("curves.png not drawn (%s: %s)", type(exc).__name__, exc)
         return None
+
+
+def _remove_new_run(options: Any, created: List[str]) -> None:
+    """Remove the folders a new run made (`created`, from `_prepare_run_dir`), if any."""
+    if not created:
+        return
+    results = options.checkpoint_settings.results_dir
+    shutil.rmtree(check_inside(results, options.checkpoint_settings.write_path, "delete"),
+                  ignore_errors=True)
+    if results in created:
+        try:
+            os.rmdir(results)  # only if empty
+        except OSError:
+            pass
+
+
+def _is_unity(env_path: Optional[str]) -> bool:
+    """No --env: the Unity Editor (as mlagents-learn); a path on disk: a Unity build."""
+    from palaestra.config import _targets_unity
+
+    return _targets_unity(env_path)
+
+
+def _make_unity(options: Any, inference: bool) -> Any:
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        from palaestra.exception import EnvironmentSetupError
+
+        where = options.env_settings.env_path
+        raise EnvironmentSetupError(
+            ("No environment given (--env): palaestra would wait for the Unity Editor, "
+             if not where else f"--env {where} is a Unity build: ") +
+            "Unity needs grpcio: pip install \"palaestra[unity]\". For a Gymnasium or "
+            "built-in environment give --env (e.g. --env CartPole-v1, --env 3DBall).") from None
+    from palaestra.unity.environment import make_unity_environment
+    from palaestra.unity.side_channels import load_side_channel_plugins
+
+    log_folder = None if inference else os.path.join(
+        options.checkpoint_settings.write_path, "run_logs")
+    return make_unity_environment(options.env_settings.env_path, options, log_folder,
+                                  load_side_channel_plugins().channels)
 
 
 def _latest_stats() -> Any:

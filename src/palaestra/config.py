@@ -36,6 +36,17 @@ _UNITY_ONLY_ENV_KEYS = ("base_port", "num_areas", "timeout_wait", "max_lifetime_
                         "restarts_rate_limit_n", "restarts_rate_limit_period_s")
 
 
+def _targets_unity(env_path: Optional[str]) -> bool:
+    """Whether the run trains a Unity build or the Editor (no --env), where the Unity-only
+    settings mean what they say."""
+    if not env_path:
+        return True
+    from palaestra.envs.builtin import BUILTIN_ENVS
+    from palaestra.unity.launcher import is_unity_build
+
+    return env_path not in BUILTIN_ENVS and is_unity_build(env_path)
+
+
 class _Structurer:
     """Turns plain YAML values into typed settings, naming the key path on any error."""
 
@@ -346,7 +357,8 @@ class ConfigLoader:
         device_from_flag = "device" in ((overrides or {}).get("torch_settings") or {})
         _check_device(self.st, options.torch_settings.device,
                       "torch_settings.device" + (" (--torch-device)" if device_from_flag else ""))
-        self._warn_unity_only(options)
+        if not _targets_unity(options.env_settings.env_path):
+            self._warn_unity_only(options)
         return options
 
     def trainer_settings(self, value: Any, defaults: Mapping[str, Any], path: str

@@ -7,7 +7,7 @@ home-made worker pool.
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -75,6 +75,21 @@ class EnvManager:
         if guard is not None:
             guard.leave()
         add("env_step", perf_counter() - t3)
+        stats = self.env.pop_stats()
+        if stats:
+            self._report(stats)
+
+    def _report(self, stats: Mapping[str, Any]) -> None:
+        """The environment's own stats into every behavior's summary, with their aggregation
+        (as ML-Agents records a Unity StatsRecorder's values)."""
+        for processor in self.processors.values():
+            reporter = processor.stats
+            for key, values in stats.items():
+                for value, aggregation in values:
+                    if aggregation == "most_recent":
+                        reporter.set_stat(key, value)
+                    else:
+                        reporter.add_stat(key, value, "sum" if aggregation == "sum" else "mean")
 
     def close(self) -> None:
         self.env.close()

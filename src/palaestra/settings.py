@@ -299,12 +299,17 @@ class RunOptions(Settings):
     debug: bool = setting(False, "Verbose logging.")
 
     def behavior_settings(self, name: str) -> TrainerSettings:
-        """Settings of `name`, falling back to default_settings as ML-Agents does."""
+        """Settings of `name`, falling back to default_settings as ML-Agents does. A Unity
+        team's name (`Soccer?team=1`) takes its behavior's settings (`Soccer`), as there."""
+        import copy
+
         if name in self.behaviors:
             return self.behaviors[name]
+        brain = name.partition("?team=")[0]
+        if brain != name and brain in self.behaviors:
+            self.behaviors[name] = copy.deepcopy(self.behaviors[brain])
+            return self.behaviors[name]
         if self.default_settings is not None:
-            import copy
-
             self.behaviors[name] = copy.deepcopy(self.default_settings)
             return self.behaviors[name]
         known = ", ".join(sorted(self.behaviors)) or "none"

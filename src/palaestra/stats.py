@@ -74,9 +74,14 @@ class StatsReporter:
         self.writers = writers
         self._values: Dict[str, List[float]] = defaultdict(list)
         self._latest: Dict[str, StatsSummary] = {}
+        self._summed: set = set()  # keys summarised by their sum, not their mean
 
-    def add_stat(self, key: str, value: float) -> None:
+    def add_stat(self, key: str, value: float, aggregation: str = "mean") -> None:
+        """`aggregation` "sum": the summary of `key` is the sum of its values over the period
+        (a count the environment reports per step), else their mean."""
         self._values[key].append(float(value))
+        if aggregation == "sum":
+            self._summed.add(key)
 
     def add_stats(self, key: str, values: np.ndarray) -> None:
         self._values[key].extend(np.asarray(values, np.float64).ravel().tolist())
@@ -94,6 +99,9 @@ class StatsReporter:
 
     def write_stats(self, step: int) -> Dict[str, StatsSummary]:
         summaries = {k: StatsSummary.of(v) for k, v in self._values.items() if v}
+        for key in self._summed & set(summaries):
+            s = summaries[key]
+            summaries[key] = StatsSummary(s.sum, 0.0, s.num, s.sum)
         if not summaries:
             return summaries
         self._latest.update(summaries)

@@ -154,6 +154,12 @@ class BaseEnv(abc.ABC):
         per step; an environment that wants to appear in videos overrides it."""
         return None
 
+    def pop_stats(self) -> Mapping[str, List[Tuple[float, str]]]:
+        """Values the environment itself reports (Unity's `StatsRecorder`) since the last call:
+        name -> [(value, aggregation)], aggregation one of "average", "most_recent", "sum",
+        "histogram". Every behavior's summary gets them. The default reports nothing."""
+        return {}
+
     def close(self) -> None:
         """Release resources; the default has none."""
 

@@ -24,7 +24,8 @@ import re
 from enum import IntEnum, IntFlag
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import (  # type: ignore[import-untyped, unused-ignore]
+    descriptor_pb2, descriptor_pool, message_factory)
 
 PACKAGE = "communicator_objects"
 SERVICE_NAME = f"{PACKAGE}.UnityToExternalProto"
@@ -297,7 +298,7 @@ def _message_class(full_name: str) -> Any:
 
 def _enum(name: str) -> Any:
     values = POOL.FindEnumTypeByName(f"{PACKAGE}.{name}").values
-    return IntEnum(name, [(v.name, v.number) for v in values])  # type: ignore[misc]
+    return IntEnum(name, [(v.name, v.number) for v in values])
 
 
 # ---------------------------------------------------------------------------- the messages

@@ -1,0 +1,489 @@
+"""Unity builds and the Editor as one palaestra environment.
+
+`UnityEnvironment` holds `num_envs` instances (builds on ports base_port, base_port + 1, ...,
+or the Editor on 5004). A step answers every instance with its actions first and only then
+waits for their outputs, so the instances simulate at the same time while the trainer waits
+once: the cost of a step is the slowest instance's, not the sum. Agents of every instance feed
+the same trainers; their ids (and group ids) are made unique over instances.
+
+A build that crashes or stops answering is restarted within the run's quota
+(`max_lifetime_restarts`, `restarts_rate_limit_n` per `restarts_rate_limit_period_s`, as in
+ML-Agents); its agents' unfinished episodes are reported as interrupted, so that no trajectory
+mixes two lives of a build. Past the quota the run stops, as for any failing environment: the
+trainers save a checkpoint first.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from palaestra.envs.base import (ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
+                                 TerminalSteps, empty_terminal_steps)
+from palaestra.exception import EnvironmentSetupError
+from palaestra.unity import decode, protocol
+from palaestra.unity.connection import (UnityConnection, UnityStopped, close_message,
+                                        input_message)
+from palaestra.unity.launcher import UnityProcess, find_executable, launch_arguments
+from palaestra.unity.side_channels import (EngineConfig, EngineConfigurationChannel,
+                                           EnvironmentParametersChannel, SideChannel,
+                                           SideChannelManager, StatsAggregationMethod,
+                                           StatsSideChannel)
+
+logger = logging.getLogger("palaestra")
+
+EDITOR_PORT = 5004
+
+
+@dataclass
+class UnitySettings:
+    """What a run tells Unity: `env_settings`, `engine_settings` and the constants of
+    `environment_parameters`, as ML-Agents reads them."""
+
+    executable: Optional[str] = None  # None: the Editor
+    num_envs: int = 1
+    base_port: int = 5005
+    seed: int = 0
+    num_areas: int = 1
+    timeout_wait: float = 60.0
+    no_graphics: bool = False
+    no_graphics_monitor: bool = False
+    env_args: List[str] = field(default_factory=list)
+    log_folder: Optional[str] = None
+    engine: EngineConfig = field(default_factory=EngineConfig.training)
+    environment_parameters: Dict[str, float] = field(default_factory=dict)
+    max_lifetime_restarts: int = 10
+    restarts_rate_limit_n: int = 1
+    restarts_rate_limit_period_s: float = 60.0
+    #: plugins' channels (entry-point group palaestra.side_channel), on the first instance
+    side_channels: Sequence[SideChannel] = ()
+
+
+class _Instance:
+    """One build or the Editor: its server, process, side channels and latest output."""
+
+    def __init__(self, settings: UnitySettings, worker: int) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.port = settings.base_port + worker if settings.executable else EDITOR_PORT
+        self.stats = StatsSideChannel()
+        engine = EngineConfigurationChannel()
+        engine.set_configuration(settings.engine)
+        params = EnvironmentParametersChannel()
+        for key, value in settings.environment_parameters.items():
+            params.set_float_parameter(key, float(value))
+        extra = list(settings.side_channels) if worker == 0 else []
+        self.channels = SideChannelManager([engine, params, self.stats, *extra])
+        self.brains: Dict[str, Any] = {}
+        self.infos: Dict[str, List[Any]] = {}
+        self.process: Optional[UnityProcess] = None
+        self.connection = UnityConnection(self.port)
+        try:
+            if settings.executable is not None:
+                log = None
+                if settings.log_folder is not None:
+                    log = os.path.join(settings.log_folder, f"Player-{worker}.log")
+                no_graphics = settings.no_graphics or (settings.no_graphics_monitor and worker)
+                self.process = UnityProcess(
+                    settings.executable,
+                    launch_arguments(self.port, bool(no_graphics), log, settings.env_args), log)
+            else:
+                logger.info("Listening on port %d. Start training by pressing the Play button in "
+                            "the Unity Editor (waiting %g s, --timeout-wait).", self.port,
+                            settings.timeout_wait)
+        except BaseException:
+            self.connection.close()
+            raise
+
+    # -- the exchange ---------------------------------------------------------------------
+    def _alive(self) -> None:
+        if self.process is not None:
+            ended = self.process.exit_message()
+            if ended is not None:
+                raise UnityStopped(ended)
+
+    def handshake(self) -> None:
+        """Unity's first message announces its versions; palaestra answers with its own, the
+        seed and the number of areas; Unity's second message is answered by the first reset."""
+        s = self.settings
+        try:
+            first = self.connection.receive(s.timeout_wait, self._alive)
+        except UnityStopped as exc:
+            raise EnvironmentSetupError(self._never_connected(str(exc))) from None
+        init = first.unity_output.rl_initialization_output
+        if first.header.status != protocol.STATUS_OK or not init.communication_version:
+            raise EnvironmentSetupError(f"Unity on port {self.port} opened with status "
+                                        f"{first.header.status} and no initialisation; it is "
+                                        "not an ML-Agents environment, or it failed at start.")
+        problem = protocol.check_communication_version(init.communication_version)
+        if problem is not None:
+            self.connection.send(close_message())
+            raise EnvironmentSetupError(f"Unity on port {self.port} (package "
+                                        f"{init.package_version or '?'}): {problem}")
+        reply = protocol.UnityInputProto()
+        ri = reply.rl_initialization_input
+        ri.seed = int(s.seed) + self.worker
+        ri.communication_version = protocol.COMMUNICATION_VERSION
+        ri.package_version = protocol.PACKAGE_VERSION
+        ri.capabilities.CopyFrom(protocol.palaestra_capabilities())
+        ri.num_areas = int(s.num_areas)
+        self.connection.send(input_message(reply))
+        try:
+            self.connection.receive(s.timeout_wait, self._alive)  # answered by the first reset
+        except UnityStopped as exc:
+            raise EnvironmentSetupError(f"Unity on port {self.port} stopped during the "
+                                        f"handshake: {exc}") from None
+        logger.info("Connected to Unity on port %d (%s, communication %s, package %s)",
+                    self.port, init.name or "Academy", init.communication_version,
+                    init.package_version or "?")
+
+    def _never_connected(self, why: str) -> str:
+        s = self.settings
+        if self.process is not None and self.process.exit_message() is not None:
+            return f"Unity did not connect: {why}."
+        where = f"the build {s.executable}" if s.executable else "the Unity Editor"
+        return (f"Unity did not connect on port {self.port} within {s.timeout_wait:g} s "
+                f"(--timeout-wait): check that {where} has an Academy with agents whose "
+                "Behavior Type is Default, that its ML-Agents package speaks communication "
+                f"version {protocol.COMMUNICATION_VERSION.split('.')[0]}.x, that it needs no "
+                "click at start-up, and on a machine without a display use --no-graphics."
+                + ("" if s.executable else " In the Editor: press Play. To train a built-in or "
+                   "Gymnasium environment instead, give --env (env_settings.env_path)."))
+
+    def send(self, command: int, actions: Mapping[str, List[Any]]) -> None:
+        message = protocol.UnityInputProto()
+        rl = message.rl_input
+        rl.command = command
+        rl.side_channel = self.channels.generate_side_channel_messages()
+        for name, protos in actions.items():
+            rl.agent_actions[name].value.extend(protos)
+        self.connection.send(input_message(message))
+
+    def receive(self) -> None:
+        message = self.connection.receive(self.settings.timeout_wait, self._alive)
+        if message.header.status != protocol.STATUS_OK:
+            raise UnityStopped(f"Unity on port {self.port} closed the connection (status "
+                               f"{message.header.status}: it quit or left Play mode)")
+        out = message.unity_output
+        self.channels.process_side_channel_message(bytes(out.rl_output.side_channel))
+        for brain in out.rl_initialization_output.brain_parameters:
+            self.brains[brain.brain_name] = brain
+        self.infos = decode.infos_by_behavior(out.rl_output)
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        finally:
+            if self.process is not None:
+                self.process.stop(timeout=self.settings.timeout_wait)
+
+
+class UnityEnvironment(BaseEnv):
+    """`num_envs` Unity instances as one palaestra environment (see the module docstring)."""
+
+    def __init__(self, settings: UnitySettings) -> None:
+        self.settings = settings
+        if settings.executable is None and settings.num_envs > 1:
+            raise EnvironmentSetupError("--num-envs > 1 needs a build (--env): the Unity Editor "
+                                        "is one instance.")
+        self._instances: List[Optional[_Instance]] = []
+        self._restarts: List[List[float]] = [[] for _ in range(settings.num_envs)]
+        self._specs: Dict[str, BehaviorSpec] = {}
+        self._unity_name: Dict[str, str] = {}   # palaestra's behavior name -> Unity's
+        self._late: set = set()
+        self._steps: Dict[str, Tuple[DecisionSteps, TerminalSteps]] = {}
+        self._deciding: Dict[Tuple[int, str], int] = {}  # (instance, Unity name) -> agents
+        self._actions: Dict[str, ActionTuple] = {}
+        self._extra_terminal: Dict[int, Dict[str, List[Any]]] = {}
+        self.env_stats: Dict[str, List[Tuple[float, StatsAggregationMethod]]] = {}
+        try:
+            for worker in range(settings.num_envs):
+                self._instances.append(_Instance(settings, worker))
+            for instance in self._instances:
+                assert instance is not None
+                instance.handshake()
+            self._exchange_all(protocol.RESET, with_actions=False)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- BaseEnv ----------------------------------------------------------------------------
+    @property
+    def behavior_specs(self) -> Mapping[str, BehaviorSpec]:
+        return self._specs
+
+    def reset(self) -> None:
+        self._exchange_all(protocol.RESET, with_actions=False)
+
+    def get_steps(self, behavior_name: str) -> Tuple[DecisionSteps, TerminalSteps]:
+        return self._steps[behavior_name]
+
+    def set_actions(self, behavior_name: str, actions: ActionTuple) -> None:
+        self._actions[behavior_name] = actions
+
+    def step(self) -> None:
+        self._exchange_all(protocol.STEP, with_actions=True)
+        self._actions = {}
+
+    def close(self) -> None:
+        errors = []
+        for instance in self._instances:
+            if instance is not None:
+                try:
+                    instance.close()
+                except Exception as exc:  # noqa: BLE001 - close every instance regardless
+                    errors.append(exc)
+        self._instances = []
+        if errors:
+            raise errors[0]
+
+    def pop_stats(self) -> Mapping[str, List[Tuple[float, str]]]:
+        """The Unity-side `StatsRecorder` values since the last call, every instance's."""
+        stats, self.env_stats = self.env_stats, {}
+        names = {StatsAggregationMethod.MOST_RECENT: "most_recent",
+                 StatsAggregationMethod.SUM: "sum"}
+        return {key: [(value, names.get(method, "average")) for value, method in values]
+                for key, values in stats.items()}
+
+    # -- stepping every instance -------------------------------------------------------------
+    def _exchange_all(self, command: int, with_actions: bool) -> None:
+        split = self._split_actions() if with_actions else [{} for _ in self._instances]
+        for i, instance in enumerate(self._instances):
+            assert instance is not None
+            instance.send(command, split[i])
+        for i, instance in enumerate(self._instances):
+            assert instance is not None
+            try:
+                instance.receive()
+            except UnityStopped as exc:
+                self._restart(i, exc)
+        self._collect()
+
+    def _split_actions(self) -> List[Dict[str, List[Any]]]:
+        """Each instance's actions, keyed by Unity's behavior names, one per deciding agent in
+        the order of its last output (a behavior the trainers do not know acts with zeros)."""
+        out: List[Dict[str, List[Any]]] = [{} for _ in self._instances]
+        offsets: Dict[str, int] = {}
+        for i, instance in enumerate(self._instances):
+            assert instance is not None
+            for unity_name, infos in instance.infos.items():
+                n = self._deciding.get((i, unity_name), 0)
+                if n == 0:
+                    continue
+                name = self._name(unity_name)
+                actions = self._actions.get(name)
+                start = offsets.get(name, 0)
+                if actions is None or len(actions) < start + n:
+                    spec = self._spec_of(instance, unity_name)
+                    if spec is None:
+                        continue
+                    part = spec.action_spec.empty_action(n)
+                else:
+                    part = ActionTuple(actions.continuous[start:start + n],
+                                       actions.discrete[start:start + n])
+                    offsets[name] = start + n
+                out[i][unity_name] = decode.action_protos(part)
+        return out
+
+    def _name(self, unity_name: str) -> str:
+        """Unity's `Name?team=0` is `Name` here (as in a config's `behaviors:`); other teams
+        keep their full names."""
+        brain, team = decode.parse_behavior_name(unity_name)
+        return brain if team == 0 else unity_name
+
+    def _spec_of(self, instance: _Instance, unity_name: str) -> Optional[BehaviorSpec]:
+        name = self._name(unity_name)
+        if name in self._specs:
+            return self._specs[name]
+        brain = instance.brains.get(unity_name)
+        infos = instance.infos.get(unity_name) or []
+        if brain is None or not infos:
+            return None
+        return decode.behavior_spec(brain, infos[0])
+
+    def _collect(self) -> None:
+        first = not self._specs
+        decisions: Dict[str, List[DecisionSteps]] = {}
+        terminals: Dict[str, List[TerminalSteps]] = {}
+        self._deciding = {}
+        n = len(self._instances)
+        for i, instance in enumerate(self._instances):
+            assert instance is not None
+            for key, values in instance.stats.get_and_reset_stats().items():
+                self.env_stats.setdefault(key, []).extend(values)
+            for unity_name, infos in instance.infos.items():
+                name = self._name(unity_name)
+                spec = self._specs.get(name)
+                if spec is None:
+                    spec = self._spec_of(instance, unity_name)
+                    if spec is None:
+                        continue
+                    if first:
+                        self._specs[name] = spec
+                        self._unity_name[name] = unity_name
+                    elif name not in self._late:
+                        self._late.add(name)
+                        logger.warning("Unity behavior %s appeared after training began: its "
+                                       "agents act with zero actions (palaestra makes its "
+                                       "trainers from the behaviors of the first reset).", name)
+                decision, terminal, deciding = decode.steps(infos, spec, name)
+                self._deciding[(i, unity_name)] = len(deciding)
+                if name in self._late:
+                    continue
+                decisions.setdefault(name, []).append(_globalise(decision, i, n))
+                terminals.setdefault(name, []).append(_globalise(terminal, i, n))
+            for name, extra in self._extra_terminal.pop(i, {}).items():
+                terminals.setdefault(name, []).extend(extra)
+        if first and not self._specs:
+            raise EnvironmentSetupError(
+                "Unity reset, but no agent asked for a decision: the scene needs agents with a "
+                "Behavior Parameters component whose Behavior Type is Default (and a Decision "
+                "Requester).")
+        self._steps = {name: (_concat_decisions(decisions.get(name, []), spec),
+                              _concat_terminals(terminals.get(name, []), spec))
+                       for name, spec in self._specs.items()}
+
+    # -- restarts ------------------------------------------------------------------------------
+    def _restart(self, i: int, why: UnityStopped) -> None:
+        s = self.settings
+        if s.executable is None:  # the Editor left Play mode: there is nothing to restart
+            raise EnvironmentSetupError(f"{why}; the run stops (its checkpoint is saved).")
+        now = time.monotonic()
+        history = self._restarts[i]
+        recent = [t for t in history if now - t < s.restarts_rate_limit_period_s]
+        if (0 <= s.max_lifetime_restarts <= len(history)) or \
+                (0 <= s.restarts_rate_limit_n <= len(recent)):
+            raise EnvironmentSetupError(
+                f"Unity instance {i} exceeded the allowed restarts "
+                f"(--max-lifetime-restarts {s.max_lifetime_restarts}, --restarts-rate-limit-n "
+                f"{s.restarts_rate_limit_n} per {s.restarts_rate_limit_period_s:g} s) after: "
+                f"{why}")
+        logger.warning("Restarting Unity instance %d after: %s", i, why)
+        history.append(now)
+        old = self._instances[i]
+        assert old is not None
+        self._extra_terminal[i] = self._interrupt(old, i)
+        try:
+            old.close()
+        except Exception:  # noqa: BLE001 - the old build is gone either way
+            pass
+        self._instances[i] = None
+        fresh = _Instance(s, i)
+        self._instances[i] = fresh
+        fresh.handshake()
+        fresh.send(protocol.RESET, {})
+        try:
+            fresh.receive()
+        except UnityStopped as exc:
+            raise EnvironmentSetupError(f"Unity instance {i} failed again at once: {exc}") from None
+
+    def _interrupt(self, old: _Instance, i: int) -> Dict[str, List[TerminalSteps]]:
+        """The unfinished episodes of a lost instance's deciding agents, ended as interrupted
+        with their last observation (no new reward), so their trajectories close cleanly."""
+        out: Dict[str, List[TerminalSteps]] = {}
+        n = len(self._instances)
+        for unity_name, infos in old.infos.items():
+            name = self._name(unity_name)
+            spec = self._specs.get(name)
+            if spec is None or name in self._late:
+                continue
+            decision, _, _ = decode.steps(infos, spec, name)
+            if len(decision):
+                ended = TerminalSteps(decision.obs, np.zeros(len(decision), np.float32),
+                                      np.ones(len(decision), bool), decision.agent_id,
+                                      decision.group_id,
+                                      None if decision.group_id is None else
+                                      np.zeros(len(decision), np.float32))
+                out.setdefault(name, []).append(_globalise(ended, i, n))
+        return out
+
+
+def _globalise(steps: Any, instance: int, instances: int) -> Any:
+    """Agent (and group) ids unique over instances: id * instances + instance (group 0, no
+    group, stays 0)."""
+    if instances == 1:
+        return steps
+    steps.agent_id = steps.agent_id * instances + instance
+    if steps.group_id is not None:
+        steps.group_id = np.where(steps.group_id == 0, 0, steps.group_id * instances + instance)
+    return steps
+
+
+def _concat_decisions(parts: List[DecisionSteps], spec: BehaviorSpec) -> DecisionSteps:
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        obs = [np.zeros((0, *o.shape), np.float32) for o in spec.observation_specs]
+        return DecisionSteps(obs, np.zeros(0, np.float32), np.zeros(0, np.int64))
+    masks = [p.action_mask for p in parts]
+    mask = None
+    if any(m is not None for m in masks):
+        total = sum(spec.action_spec.discrete_branches)
+        mask = np.concatenate([m if m is not None else np.ones((len(p), total), bool)
+                               for m, p in zip(masks, parts)])
+    groups = [p.group_id for p in parts]
+    has_groups = any(g is not None for g in groups)
+    return DecisionSteps(
+        [np.concatenate([p.obs[k] for p in parts]) for k in range(len(spec.observation_specs))],
+        np.concatenate([p.reward for p in parts]), np.concatenate([p.agent_id for p in parts]),
+        mask,
+        np.concatenate([g if g is not None else np.zeros(len(p), np.int64)
+                        for g, p in zip(groups, parts)]) if has_groups else None,
+        np.concatenate([p.group_reward if p.group_reward is not None else
+                        np.zeros(len(p), np.float32) for p in parts]) if has_groups else None)
+
+
+def _concat_terminals(parts: List[TerminalSteps], spec: BehaviorSpec) -> TerminalSteps:
+    parts = [p for p in parts if len(p)]
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return empty_terminal_steps(spec)
+    groups = [p.group_id for p in parts]
+    has_groups = any(g is not None for g in groups)
+    return TerminalSteps(
+        [np.concatenate([p.obs[k] for p in parts]) for k in range(len(spec.observation_specs))],
+        np.concatenate([p.reward for p in parts]), np.concatenate([p.interrupted for p in parts]),
+        np.concatenate([p.agent_id for p in parts]),
+        np.concatenate([g if g is not None else np.zeros(len(p), np.int64)
+                        for g, p in zip(groups, parts)]) if has_groups else None,
+        np.concatenate([p.group_reward if p.group_reward is not None else
+                        np.zeros(len(p), np.float32) for p in parts]) if has_groups else None)
+
+
+def make_unity_environment(env_path: Optional[str], options: Any, log_folder: Optional[str],
+                           side_channels: Sequence[SideChannel] = ()) -> UnityEnvironment:
+    """The run's Unity environment from its options (`env_settings`, `engine_settings`,
+    `environment_parameters`)."""
+    env = options.env_settings
+    engine = options.engine_settings
+    args = env.env_args
+    if isinstance(args, Mapping):
+        raise EnvironmentSetupError("env_settings.env_args for a Unity build is a list of "
+                                    "command-line arguments (--env-args ...), not a mapping.")
+    params: Dict[str, float] = {}
+    for key, value in (options.environment_parameters or {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            params[str(key)] = float(value)
+        else:
+            raise EnvironmentSetupError(
+                f"environment_parameters.{key}: only constants are applied so far (samplers and "
+                "curricula are not supported yet); give a number.")
+    return UnityEnvironment(UnitySettings(
+        executable=find_executable(env_path) if env_path else None,
+        num_envs=env.num_envs, base_port=env.base_port, seed=env.seed, num_areas=env.num_areas,
+        timeout_wait=float(env.timeout_wait), no_graphics=engine.no_graphics,
+        no_graphics_monitor=engine.no_graphics_monitor,
+        env_args=[str(a) for a in (args or [])], log_folder=log_folder,
+        engine=EngineConfig(engine.width, engine.height, engine.quality_level,
+                            float(engine.time_scale), engine.target_frame_rate,
+                            engine.capture_frame_rate),
+        environment_parameters=params,
+        max_lifetime_restarts=env.max_lifetime_restarts,
+        restarts_rate_limit_n=env.restarts_rate_limit_n,
+        restarts_rate_limit_period_s=float(env.restarts_rate_limit_period_s),
+        side_channels=side_channels))
