@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -38,33 +37,27 @@ def _processor() -> str:
     return platform.processor() or "unknown"
 
 
-def _free_base_port(count: int) -> int:
-    for base in range(20000, 60000, 97):
-        try:
-            for p in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free ports")
-
-
 def run(instances: int, steps_per_instance: int, step_ms: float, agents: int, folder: str
         ) -> tuple:
     import palaestra
+    from palaestra.unity.connection import free_base_port
 
     total = steps_per_instance * agents * instances
     config = {"behaviors": {"3DBall": {
         "trainer_type": "ppo", "max_steps": total, "summary_freq": total,
         "checkpoint_interval": 10 * total, "time_horizon": 1000,
         "hyperparameters": {"batch_size": 64, "buffer_size": 10 * total}}}}
+    import resource
+
+    before = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
     result = palaestra.learn(config, env=str(BUILD), run_id=f"n{instances}",
                              results_dir=folder, num_envs=instances,
-                             base_port=_free_base_port(instances), no_graphics=True,
+                             base_port=free_base_port(instances), no_graphics=True,
                              env_args=["--step-ms", str(step_ms), "--agents", str(agents)])
     timers = json.loads((Path(result.path) / "run_logs" / "timers.json").read_text())
-    return result.steps["3DBall"], float(timers["training_loop"]["total_s"])
+    after = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    cpu = [a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before)]
+    return result.steps["3DBall"], float(timers["training_loop"]["total_s"]), cpu[0], cpu[1]
 
 
 def main() -> None:
@@ -83,12 +76,16 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for n in args.instances:
-            steps, seconds = run(n, args.steps, args.step_ms, args.agents, folder)
-            rows.append((n, steps, seconds, steps / seconds))
+            steps, seconds, trainer_cpu, builds_cpu = run(n, args.steps, args.step_ms,
+                                                          args.agents, folder)
+            rows.append((n, steps, seconds, steps / seconds, trainer_cpu, builds_cpu))
     base = rows[0][3]
-    print(f"{'instances':>9} {'agent steps':>12} {'loop s':>8} {'steps/s':>9} {'vs 1':>6}")
-    for n, steps, seconds, rate in rows:
-        print(f"{n:>9} {steps:>12} {seconds:>8.2f} {rate:>9.0f} {rate / base:>5.2f}x")
+    # CPU seconds of the whole learn() call (start-up included) and of the builds' processes
+    print(f"{'instances':>9} {'agent steps':>12} {'loop s':>8} {'steps/s':>9} {'vs 1':>6} "
+          f"{'trainer cpu s':>14} {'builds cpu s':>13}")
+    for n, steps, seconds, rate, trainer_cpu, builds_cpu in rows:
+        print(f"{n:>9} {steps:>12} {seconds:>8.2f} {rate:>9.0f} {rate / base:>5.2f}x "
+              f"{trainer_cpu:>14.1f} {builds_cpu:>13.1f}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ pytest.importorskip("grpc")
 from helpers import learn, scalars  # noqa: E402
 from palaestra.envs.base import ActionTuple  # noqa: E402
 from palaestra.exception import EnvironmentSetupError  # noqa: E402
+from palaestra.unity.connection import free_base_port  # noqa: E402
 from palaestra.unity.environment import UnityEnvironment, UnitySettings  # noqa: E402
 
 FAKE = Path(__file__).parent / "fake_unity"
@@ -31,21 +32,7 @@ def fake_python(monkeypatch):
 
 
 def free_port(count: int = 1) -> int:
-    """A base port with `count` free ports after it (the kernel's pick, then checked)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count >= 65536:
-            continue
-        try:
-            for p in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free ports")
+    return free_base_port(count)
 
 
 def _unity(tmp_path, *extra, num_envs=1, **settings):
@@ -75,19 +62,30 @@ def test_the_fake_3dball_trains_as_the_builtin_one(tmp_path):
 
 
 def test_several_instances_feed_one_trainer(tmp_path):
+    """Three instances of 3 agents: each step acts for the instances that have answered
+    (all of them after a reset), their agents with ids unique over instances."""
     env = _unity(tmp_path, "--agents", "3", num_envs=3)
     try:
         env.reset()
         decision, _ = env.get_steps("3DBall")
         assert len(decision) == 9 and len(set(decision.agent_id.tolist())) == 9
         env.pop_stats()  # the resets' outputs carry stats too
-        for _ in range(40):
+        seen, decisions, instance_steps = set(), 0, 0
+        for _ in range(400):
             decision, terminal = env.get_steps("3DBall")
+            assert len(decision) in (3, 6, 9)  # whole instances, at least one
+            seen.update(decision.agent_id.tolist())
+            decisions += len(decision)
             env.set_actions("3DBall", ActionTuple(np.zeros((len(decision), 2), np.float32),
                                                   np.zeros((len(decision), 0), np.int64)))
             env.step()
-        stats = env.pop_stats()
-        assert sum(v for v, _ in stats["Fake/Steps"]) == 3 * 40
+            instance_steps += sum(v for v, _ in env.pop_stats().get("Fake/Steps", []))
+            if instance_steps >= 120:
+                break
+        assert len(seen) == 9 and instance_steps >= 120
+        # every output an instance sent was acted on: its 3 agents' decisions (plus the
+        # reset's 9, whose stats were popped before the loop)
+        assert decisions == 3 * instance_steps + 9
     finally:
         env.close()
     for worker in range(3):
@@ -220,3 +218,52 @@ def test_a_port_in_use_is_refused(tmp_path):
         with pytest.raises(EnvironmentSetupError, match=f"Port {port} is in use"):
             UnityEnvironment(UnitySettings(executable=str(FAKE / "FakeBall.x86_64"),
                                            base_port=port, timeout_wait=5))
+
+
+def test_past_the_restart_quota_the_run_stops_with_a_checkpoint(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "palaestra", "learn", CONFIG, "--env", BUILD, "--run-id", "q",
+         "--results-dir", str(tmp_path), "--max-steps", "30000", "--base-port",
+         str(free_port()), "--max-lifetime-restarts", "1", "--env-args",
+         "--crash-after-steps", "40"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PALAESTRA_NO_PROGRESS": "1"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Restarting Unity instance 0" in proc.stdout
+    assert "exceeded the allowed restarts" in proc.stderr and "Traceback" not in proc.stderr
+    import torch
+    saved = torch.load(tmp_path / "q" / "3DBall" / "checkpoint.pt", weights_only=True)
+    assert 40 * 12 <= saved["step"] < 30000  # the steps before the stop are kept
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_build_does_not_outlive_a_killed_trainer(tmp_path):
+    """kill -9 of the trainer while its build runs: the build gets SIGTERM from the kernel
+    (a real Unity build whose trainer is gone would otherwise run on for ever)."""
+    import signal
+    import time
+
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "palaestra", "learn", CONFIG, "--env", BUILD, "--run-id", "k",
+         "--results-dir", str(tmp_path), "--base-port", str(free_port()), "--timeout-wait",
+         "600", "--env-args", "--never-connect"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PALAESTRA_NO_PROGRESS": "1"})
+    log = tmp_path / "k" / "run_logs" / "Player-0.log"
+    deadline = time.monotonic() + 120  # a guard against a hang, not a condition
+    while "never connecting" not in (log.read_text() if log.exists() else ""):
+        assert trainer.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    pid = int(re.search(r"start: pid (\d+)", log.read_text()).group(1))
+    trainer.send_signal(signal.SIGKILL)
+    trainer.wait(timeout=60)
+    def running() -> bool:  # a zombie waiting for a reaper that never comes counts as ended
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    while running():
+        assert time.monotonic() < deadline, "the build outlived its trainer"
+        time.sleep(0.05)
+    assert "terminated by" in log.read_text()

@@ -48,8 +48,12 @@ class EnvManager:
         than some of the sections it measures."""
         add = self.timers.add
         for name, processor in self.processors.items():
+            t = perf_counter()
+            # environment time too: an environment stepping in the background (Unity builds)
+            # is waited for here
             decision, terminal = self.env.get_steps(name)
             t0 = perf_counter()
+            add("env_step", t0 - t)
             processor.record_step(decision, terminal)
             t1 = perf_counter()
             add("agent_processor", t1 - t0)

@@ -3,7 +3,7 @@
 folder), with no config file and no trainer.
 
 A checkpoint rebuilds its actor from the description the trainer saves beside the weights
-(`policy_description`): observation and action shapes, network settings and the actor class,
+(`palaestra.policy.policy_description`): observation and action shapes, network settings and the actor class,
 one of palaestra's own (`SimpleActor`, `SharedActorCritic`; a name from a downloaded file never
 imports code). A plugin's own actor class is used through its ONNX export instead.
 """
@@ -20,22 +20,6 @@ from palaestra.envs.base import ActionSpec, BehaviorSpec, DecisionSteps, Observa
 from palaestra.exception import CheckpointError, PalaestraError, TrainerConfigError
 
 Actions = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
-
-
-def policy_description(policy: Any) -> Optional[Dict[str, Any]]:
-    """What a checkpoint keeps to rebuild `policy`'s actor (plain values only), or None for
-    an actor class that is not palaestra's own."""
-    from palaestra.networks.networks import SharedActorCritic, SimpleActor
-
-    if policy.actor_cls not in (SimpleActor, SharedActorCritic):
-        return None
-    spec = policy.behavior_spec
-    return {"actor": policy.actor_cls.__name__,
-            "actor_kwargs": dict(policy.actor_kwargs),
-            "observations": [[list(o.shape), o.kind.value] for o in spec.observation_specs],
-            "continuous_size": spec.action_spec.continuous_size,
-            "discrete_branches": list(spec.action_spec.discrete_branches),
-            "network_settings": policy.network_settings.as_dict()}
 
 
 class LoadedPolicy(abc.ABC):

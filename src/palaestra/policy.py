@@ -141,3 +141,18 @@ class TorchPolicy:
         """What a checkpoint saves for the policy."""
         return {"Policy": self.actor}
 
+
+def policy_description(policy: Any) -> Optional[Dict[str, Any]]:
+    """What a checkpoint keeps to rebuild `policy`'s actor (plain values only), or None for
+    an actor class that is not palaestra's own."""
+    from palaestra.networks.networks import SharedActorCritic, SimpleActor
+
+    if policy.actor_cls not in (SimpleActor, SharedActorCritic):
+        return None
+    spec = policy.behavior_spec
+    return {"actor": policy.actor_cls.__name__,
+            "actor_kwargs": dict(policy.actor_kwargs),
+            "observations": [[list(o.shape), o.kind.value] for o in spec.observation_specs],
+            "continuous_size": spec.action_spec.continuous_size,
+            "discrete_branches": list(spec.action_spec.discrete_branches),
+            "network_settings": policy.network_settings.as_dict()}

@@ -30,7 +30,7 @@ from palaestra.exception import CheckpointError, NonFiniteError, TrainerNotReady
 from palaestra.envs.base import BehaviorSpec
 from palaestra.networks.networks import SharedActorCritic, SimpleActor
 from palaestra.optimizer import TorchOptimizer
-from palaestra.policy import TorchPolicy
+from palaestra.policy import TorchPolicy, policy_description
 from palaestra.settings import HyperparamSettings, TrainerSettings
 from palaestra.stats import StatsReporter
 from palaestra.timers import Timers
@@ -347,8 +347,6 @@ class RLTrainer(abc.ABC, Generic[H]):
     def checkpoint_state(self) -> Dict[str, Any]:
         """Numbers and strings a checkpoint keeps besides the modules; a trainer with more
         state of its own extends this and `restore_state`."""
-        from palaestra.inference import policy_description
-
         state: Dict[str, Any] = {"trainer_type": self.get_trainer_name(),
                                  "updates": self.updates}
         description = policy_description(self.policy)  # for palaestra.load_policy

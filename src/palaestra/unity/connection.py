@@ -37,10 +37,12 @@ class UnityConnection:
     the network can reach the trainer). `receive` returns Unity's next message; `send` answers
     the one received last."""
 
-    def __init__(self, port: int, host: str = "localhost") -> None:
+    def __init__(self, port: int, host: str = "localhost",
+                 arrived: Optional[Callable[[], None]] = None) -> None:
         import grpc
 
         self.port = port
+        self._arrived = arrived  # told (from a gRPC thread) each time Unity sends
         self._requests: "queue.Queue[Any]" = queue.Queue()
         self._replies: "queue.Queue[Any]" = queue.Queue()
         self._closed = threading.Event()
@@ -69,6 +71,8 @@ class UnityConnection:
     # -- the server's side (gRPC threads) ---------------------------------------------------
     def _exchange(self, request: Any, context: Any) -> Any:
         self._requests.put(request)
+        if self._arrived is not None:
+            self._arrived()
         while True:
             try:
                 return self._replies.get(timeout=_TICK)
@@ -98,6 +102,10 @@ class UnityConnection:
                 continue
             self._owed = True
             return message
+
+    def has_message(self) -> bool:
+        """Whether Unity's next message is here (`receive` would return at once)."""
+        return not self._requests.empty()
 
     def send(self, message: Any) -> None:
         """Answer the message received last."""
@@ -144,3 +152,21 @@ def _check_port_free(host: str, port: int) -> None:
             raise EnvironmentSetupError(
                 f"Port {port} is in use: another trainer or Unity instance holds it. Stop it, "
                 "or give another --base-port (builds use base_port + instance).") from None
+
+
+def free_base_port(count: int = 1) -> int:
+    """A port with `count` free ports from it on (the kernel's pick, then each checked), for
+    `--base-port` where several runs share a machine (tests, benchmarks)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count >= 65536:
+            continue
+        try:
+            for port in range(base, base + count):
+                _check_port_free("localhost", port)
+        except EnvironmentSetupError:
+            continue
+        return base
+    raise EnvironmentSetupError(f"no {count} free consecutive ports found on this machine")

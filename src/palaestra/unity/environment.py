@@ -1,10 +1,12 @@
 """Unity builds and the Editor as one palaestra environment.
 
 `UnityEnvironment` holds `num_envs` instances (builds on ports base_port, base_port + 1, ...,
-or the Editor on 5004). A step answers every instance with its actions first and only then
-waits for their outputs, so the instances simulate at the same time while the trainer waits
-once: the cost of a step is the slowest instance's, not the sum. Agents of every instance feed
-the same trainers; their ids (and group ids) are made unique over instances.
+or the Editor on 5004). `step` answers every instance with its actions and returns at once;
+their outputs are awaited only when the trainer next asks for them (`get_steps`). So the
+instances simulate at the same time, and while they do the trainer processes trajectories and
+updates: a step costs the slowest instance's step (or the trainer's work, if that is longer),
+not the sum. Agents of every instance feed the same trainers; their ids (and group ids) are
+made unique over instances.
 
 A build that crashes or stops answering is restarted within the run's quota
 (`max_lifetime_restarts`, `restarts_rate_limit_n` per `restarts_rate_limit_period_s`, as in
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,7 +69,8 @@ class UnitySettings:
 class _Instance:
     """One build or the Editor: its server, process, side channels and latest output."""
 
-    def __init__(self, settings: UnitySettings, worker: int) -> None:
+    def __init__(self, settings: UnitySettings, worker: int,
+                 arrived: Optional[Callable[[], None]] = None) -> None:
         self.settings = settings
         self.worker = worker
         self.port = settings.base_port + worker if settings.executable else EDITOR_PORT
@@ -81,7 +85,7 @@ class _Instance:
         self.brains: Dict[str, Any] = {}
         self.infos: Dict[str, List[Any]] = {}
         self.process: Optional[UnityProcess] = None
-        self.connection = UnityConnection(self.port)
+        self.connection = UnityConnection(self.port, arrived=arrived)
         try:
             if settings.executable is not None:
                 log = None
@@ -100,6 +104,12 @@ class _Instance:
             raise
 
     # -- the exchange ---------------------------------------------------------------------
+    def has_output(self) -> bool:
+        return self.connection.has_message()
+
+    def check_alive(self) -> None:
+        self._alive()
+
     def _alive(self) -> None:
         if self.process is not None:
             ended = self.process.exit_message()
@@ -193,23 +203,31 @@ class UnityEnvironment(BaseEnv):
         self._instances: List[Optional[_Instance]] = []
         self._restarts: List[List[float]] = [[] for _ in range(settings.num_envs)]
         self._specs: Dict[str, BehaviorSpec] = {}
-        self._unity_name: Dict[str, str] = {}   # palaestra's behavior name -> Unity's
         self._late: set = set()
         self._steps: Dict[str, Tuple[DecisionSteps, TerminalSteps]] = {}
         self._deciding: Dict[Tuple[int, str], int] = {}  # (instance, Unity name) -> agents
         self._actions: Dict[str, ActionTuple] = {}
         self._extra_terminal: Dict[int, Dict[str, List[Any]]] = {}
         self.env_stats: Dict[str, List[Tuple[float, StatsAggregationMethod]]] = {}
+        # Instances answered and not heard back from; the instances whose outputs the current
+        # step batches hold; a hint that some instance has sent (its connection's queue says).
+        self._pending: set = set()
+        self._batch: List[int] = []
+        self._collected = False
+        self._arrived: "queue.Queue[int]" = queue.Queue()
         try:
             for worker in range(settings.num_envs):
-                self._instances.append(_Instance(settings, worker))
+                self._instances.append(self._new_instance(worker))
             for instance in self._instances:
                 assert instance is not None
                 instance.handshake()
-            self._exchange_all(protocol.RESET, with_actions=False)
+            self.reset()
         except BaseException:
             self.close()
             raise
+
+    def _new_instance(self, worker: int) -> "_Instance":
+        return _Instance(self.settings, worker, lambda: self._arrived.put(worker))
 
     # -- BaseEnv ----------------------------------------------------------------------------
     @property
@@ -217,19 +235,51 @@ class UnityEnvironment(BaseEnv):
         return self._specs
 
     def reset(self) -> None:
-        self._exchange_all(protocol.RESET, with_actions=False)
+        """Every instance resets (those still stepping are heard back from first)."""
+        for i in sorted(self._pending):
+            self._receive(i)
+        self._pending.clear()
+        everyone = list(range(len(self._instances)))
+        for i in everyone:
+            self._instance(i).send(protocol.RESET, {})
+        for i in everyone:
+            self._receive(i)
+        self._collect(everyone)
 
     def get_steps(self, behavior_name: str) -> Tuple[DecisionSteps, TerminalSteps]:
+        """The agents of the instances that have answered (at least one; those stepping
+        still are left for a later step): the trainer acts for them while the others run."""
+        if not self._collected:
+            self._collect(self._gather())
         return self._steps[behavior_name]
 
     def set_actions(self, behavior_name: str, actions: ActionTuple) -> None:
         self._actions[behavior_name] = actions
 
     def step(self) -> None:
-        self._exchange_all(protocol.STEP, with_actions=True)
+        """Answer the instances of the current batch with their actions; returns at once."""
+        if not self._collected:  # no one asked for the steps: every agent acts with zeros
+            self._collect(self._gather())
+        split = self._split_actions()
+        for i in self._batch:
+            self._instance(i).send(protocol.STEP, split[i])
+            self._pending.add(i)
         self._actions = {}
+        self._collected = False
 
     def close(self) -> None:
+        """Close every instance with the 400 answer it understands as "quit": an instance
+        still stepping is heard back from first (briefly), so that it gets that answer instead
+        of finding the server gone."""
+        for i in sorted(self._pending):
+            instance = self._instances[i] if i < len(self._instances) else None
+            if instance is not None:
+                try:
+                    instance.connection.receive(min(self.settings.timeout_wait, 10.0),
+                                                instance.check_alive)
+                except Exception:  # noqa: BLE001 - it is being closed either way
+                    pass
+        self._pending.clear()
         errors = []
         for instance in self._instances:
             if instance is not None:
@@ -242,35 +292,66 @@ class UnityEnvironment(BaseEnv):
             raise errors[0]
 
     def pop_stats(self) -> Mapping[str, List[Tuple[float, str]]]:
-        """The Unity-side `StatsRecorder` values since the last call, every instance's."""
+        """The Unity-side `StatsRecorder` values received since the last call."""
         stats, self.env_stats = self.env_stats, {}
         names = {StatsAggregationMethod.MOST_RECENT: "most_recent",
                  StatsAggregationMethod.SUM: "sum"}
         return {key: [(value, names.get(method, "average")) for value, method in values]
                 for key, values in stats.items()}
 
-    # -- stepping every instance -------------------------------------------------------------
-    def _exchange_all(self, command: int, with_actions: bool) -> None:
-        split = self._split_actions() if with_actions else [{} for _ in self._instances]
-        for i, instance in enumerate(self._instances):
-            assert instance is not None
-            instance.send(command, split[i])
-        for i, instance in enumerate(self._instances):
-            assert instance is not None
-            try:
-                instance.receive()
-            except UnityStopped as exc:
-                self._restart(i, exc)
-        self._collect()
+    # -- hearing back from instances -------------------------------------------------------------
+    def _instance(self, i: int) -> _Instance:
+        instance = self._instances[i]
+        assert instance is not None
+        return instance
 
-    def _split_actions(self) -> List[Dict[str, List[Any]]]:
-        """Each instance's actions, keyed by Unity's behavior names, one per deciding agent in
-        the order of its last output (a behavior the trainers do not know acts with zeros)."""
-        out: List[Dict[str, List[Any]]] = [{} for _ in self._instances]
+    def _receive(self, i: int) -> None:
+        """Instance i's next output; a lost instance is restarted (its output is then the one
+        answering the restart's reset)."""
+        try:
+            self._instance(i).receive()
+        except UnityStopped as exc:
+            self._restart(i, exc)
+
+    def _gather(self) -> List[int]:
+        """The pending instances that have answered: waits until at least one has, for at most
+        `timeout_wait` (then the silent ones are restarted), checking launched builds."""
+        deadline = time.monotonic() + self.settings.timeout_wait
+        while True:
+            ready = [i for i in sorted(self._pending) if self._instance(i).has_output()]
+            if ready or not self._pending:
+                break
+            try:
+                self._arrived.get(timeout=0.25)
+                continue
+            except queue.Empty:
+                pass
+            for i in sorted(self._pending):
+                try:
+                    self._instance(i).check_alive()
+                except UnityStopped as exc:
+                    ready.append(i)
+                    self._pending.discard(i)
+                    self._restart(i, exc)
+            if ready:
+                return sorted(ready)
+            if time.monotonic() >= deadline:
+                ready = sorted(self._pending)
+                break
+        for i in ready:
+            self._pending.discard(i)
+            self._receive(i)
+        return ready
+
+    def _split_actions(self) -> Dict[int, Dict[str, List[Any]]]:
+        """Each batch instance's actions, keyed by Unity's behavior names, one per deciding
+        agent in the order of its last output (a behavior without actions from the trainer,
+        such as one that appeared late, acts with zeros)."""
+        out: Dict[int, Dict[str, List[Any]]] = {i: {} for i in self._batch}
         offsets: Dict[str, int] = {}
-        for i, instance in enumerate(self._instances):
-            assert instance is not None
-            for unity_name, infos in instance.infos.items():
+        for i in self._batch:
+            instance = self._instance(i)
+            for unity_name in instance.infos:
                 n = self._deciding.get((i, unity_name), 0)
                 if n == 0:
                     continue
@@ -305,14 +386,17 @@ class UnityEnvironment(BaseEnv):
             return None
         return decode.behavior_spec(brain, infos[0])
 
-    def _collect(self) -> None:
+    def _collect(self, batch: List[int]) -> None:
+        """The step batches of the instances in `batch` (their latest outputs)."""
         first = not self._specs
         decisions: Dict[str, List[DecisionSteps]] = {}
         terminals: Dict[str, List[TerminalSteps]] = {}
         self._deciding = {}
+        self._batch = list(batch)
+        self._collected = True
         n = len(self._instances)
-        for i, instance in enumerate(self._instances):
-            assert instance is not None
+        for i in batch:
+            instance = self._instance(i)
             for key, values in instance.stats.get_and_reset_stats().items():
                 self.env_stats.setdefault(key, []).extend(values)
             for unity_name, infos in instance.infos.items():
@@ -324,7 +408,6 @@ class UnityEnvironment(BaseEnv):
                         continue
                     if first:
                         self._specs[name] = spec
-                        self._unity_name[name] = unity_name
                     elif name not in self._late:
                         self._late.add(name)
                         logger.warning("Unity behavior %s appeared after training began: its "
@@ -372,7 +455,7 @@ class UnityEnvironment(BaseEnv):
         except Exception:  # noqa: BLE001 - the old build is gone either way
             pass
         self._instances[i] = None
-        fresh = _Instance(s, i)
+        fresh = self._new_instance(i)
         self._instances[i] = fresh
         fresh.handshake()
         fresh.send(protocol.RESET, {})

@@ -3,7 +3,11 @@
 `--env` names a build the way ML-Agents' users write it: the executable, its name without
 extension, or the folder it was built into; the lookup follows ML-Agents' rules per platform.
 The build is started in its own process group, so that a build's own helper processes (the
-crash handler) go with it: `stop` ends the group, waiting for a clean exit first.
+crash handler) go with it: `stop` ends the group, waiting for a clean exit first. On Linux the
+build also gets SIGTERM if the trainer itself dies (`kill -9`, the OOM killer): a Unity build
+whose trainer is gone does not quit by itself (it falls back to inference and runs on), so
+it is started through a few lines of Python that ask the kernel for that signal
+(prctl PR_SET_PDEATHSIG, kept across exec) and then become the build.
 """
 from __future__ import annotations
 
@@ -20,6 +24,14 @@ from palaestra.exception import EnvironmentSetupError
 logger = logging.getLogger("palaestra")
 
 _EXTENSIONS = (".app", ".exe", ".x86_64", ".x86")
+
+# argv: [python, -c, this, trainer pid, executable, args...]
+_DIE_WITH_TRAINER = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)  # the trainer died before the request took hold\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n")
 
 
 def is_unity_build(env_path: str) -> bool:
@@ -94,9 +106,12 @@ class UnityProcess:
     def __init__(self, executable: str, args: Sequence[str], log_file: Optional[str]) -> None:
         self.executable = executable
         self.log_file = log_file
+        command = [executable, *args]
+        if sys.platform.startswith("linux"):
+            command = [sys.executable, "-c", _DIE_WITH_TRAINER, str(os.getpid()), *command]
         try:
             self.process = subprocess.Popen(
-                [executable, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=os.name != "nt")
         except PermissionError:
             raise EnvironmentSetupError(
