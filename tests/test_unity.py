@@ -266,4 +266,3 @@ def test_a_build_does_not_outlive_a_killed_trainer(tmp_path):
     while running():
         assert time.monotonic() < deadline, "the build outlived its trainer"
         time.sleep(0.05)
-    assert "terminated by" in log.read_text()

@@ -222,30 +222,36 @@ class EnvironmentSettings(Settings):
     env_path: Optional[str] = setting(None, "Gymnasium id, built-in name, or module:factory.")
     env_args: Optional[Union[Dict[str, Any], List[str]]] = setting(
         None, "Keyword arguments for the environment (a mapping, or 'key=value' strings).")
-    base_port: int = setting(5005, "Unity port (accepted, unused).")
+    base_port: int = setting(5005, "Port of the first Unity build (base_port + i for the "
+                                   "others; the Editor uses 5004).", ge=1, le=65535)
     num_envs: int = setting(1, "Environment copies stepped together.", ge=1, le=MAX_ENVS)
-    num_areas: int = setting(1, "Unity training areas (accepted, unused).", ge=1)
-    timeout_wait: int = setting(60, "Unity timeout (accepted, unused).")
+    num_areas: int = setting(1, "Training areas per Unity instance.", ge=1)
+    timeout_wait: int = setting(60, "Seconds to wait for Unity to connect or answer.", ge=1)
     timeout_step: Optional[float] = setting(
         600.0, "Seconds one reset or step of the environment may take before the run stops "
                "with a message (palaestra extension); null or 0 waits forever.", ge=0.0)
     seed: int = setting(-1, "Random seed; -1 picks one.", le=MAX_SEED)
-    max_lifetime_restarts: int = setting(10, "Unity restarts (accepted, unused).")
-    restarts_rate_limit_n: int = setting(1, "Unity restarts (accepted, unused).")
-    restarts_rate_limit_period_s: int = setting(60, "Unity restarts (accepted, unused).")
+    max_lifetime_restarts: int = setting(10, "Restarts of a crashed Unity build over the run "
+                                             "(-1: no limit).", ge=-1)
+    restarts_rate_limit_n: int = setting(1, "Restarts of one Unity build per period (-1: no "
+                                            "limit).", ge=-1)
+    restarts_rate_limit_period_s: int = setting(60, "The period of restarts_rate_limit_n, in "
+                                                    "seconds.", ge=1)
 
 
 class EngineSettings(Settings):
-    """Unity engine settings: accepted so that ML-Agents configs load; none means anything here."""
+    """Unity engine settings, sent to Unity builds and the Editor (ML-Agents' engine
+    configuration channel and launch arguments); other environments ignore them, with one
+    warning where they differ from the defaults."""
 
-    width: int = setting(84)
-    height: int = setting(84)
-    quality_level: int = setting(5)
-    time_scale: float = setting(20.0)
-    target_frame_rate: int = setting(-1)
-    capture_frame_rate: int = setting(60)
-    no_graphics: bool = setting(False)
-    no_graphics_monitor: bool = setting(False)
+    width: int = setting(84, "Window width of a build.")
+    height: int = setting(84, "Window height of a build.")
+    quality_level: int = setting(5, "QualitySettings.SetQualityLevel.")
+    time_scale: float = setting(20.0, "Time.timeScale (Unity clamps it to 1..100).")
+    target_frame_rate: int = setting(-1, "Application.targetFrameRate.")
+    capture_frame_rate: int = setting(60, "Time.captureFramerate.")
+    no_graphics: bool = setting(False, "Start builds with -nographics -batchmode.")
+    no_graphics_monitor: bool = setting(False, "No graphics for every build but the first.")
 
 
 class CheckpointSettings(Settings):

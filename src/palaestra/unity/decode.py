@@ -8,6 +8,7 @@ Unity's agent and group ids are per instance, made unique over instances by the 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -88,6 +89,35 @@ def steps(infos: Sequence[Any], spec: BehaviorSpec, name: str
 
 
 def _observations(infos: Sequence[Any], k: int, spec: ObservationSpec, name: str) -> np.ndarray:
+    vectors = _vectors(infos, k, spec)
+    if vectors is not None:
+        out = vectors
+    else:
+        out = _per_agent(infos, k, spec, name)
+    if not np.isfinite(out).all():
+        raise EnvironmentSetupError(f"Behavior {name}: Unity sent an observation with NaN or "
+                                    f"infinite values (observation {k}).")
+    return out
+
+
+def _vectors(infos: Sequence[Any], k: int, spec: ObservationSpec) -> Optional[np.ndarray]:
+    """The common case in one pass: a float vector of the expected size from every agent
+    (None otherwise, and the per-agent path says what is wrong)."""
+    if len(spec.shape) != 1:
+        return None
+    size = spec.shape[0]
+    try:
+        data = [info.observations[k].float_data.data for info in infos]
+    except IndexError:
+        return None
+    if any(len(d) != size for d in data) or \
+            any(info.observations[k].compression_type != protocol.NONE for info in infos):
+        return None
+    flat = np.fromiter(itertools.chain.from_iterable(data), np.float32, len(infos) * size)
+    return flat.reshape(len(infos), size)
+
+
+def _per_agent(infos: Sequence[Any], k: int, spec: ObservationSpec, name: str) -> np.ndarray:
     out = np.empty((len(infos), *spec.shape), np.float32)
     for row, info in enumerate(infos):
         if k >= len(info.observations):
@@ -111,9 +141,6 @@ def _observations(infos: Sequence[Any], k: int, spec: ObservationSpec, name: str
                 f"Behavior {name}: agent {info.id} sent observation {k} of shape "
                 f"{list(value.shape)} (channels last) where the behavior has {list(spec.shape)}.")
         out[row] = value
-    if not np.isfinite(out).all():
-        raise EnvironmentSetupError(f"Behavior {name}: Unity sent an observation with NaN or "
-                                    "infinite values (observation {k}).")
     return out
 
 
@@ -191,18 +218,15 @@ def _allowed_actions(infos: Sequence[Any], deciding: np.ndarray, spec: ActionSpe
 def action_protos(actions: ActionTuple) -> List[Any]:
     """One AgentActionProto per agent, with the deprecated vector (continuous then discrete,
     as floats) that Unity packages before hybrid actions read."""
-    out = []
-    cont = np.asarray(actions.continuous, np.float32)
-    disc = np.asarray(actions.discrete, np.int64)
-    for i in range(len(actions)):
-        proto = protocol.AgentActionProto()
-        c = cont[i] if cont.size else np.zeros(0, np.float32)
-        d = disc[i] if disc.size else np.zeros(0, np.int64)
-        proto.continuous_actions.extend(c.tolist())
-        proto.discrete_actions.extend(int(v) for v in d)
-        proto.vector_actions_deprecated.extend([*c.tolist(), *(float(v) for v in d)])
-        out.append(proto)
-    return out
+    n = len(actions)
+    if n == 0:
+        return []
+    cont = np.asarray(actions.continuous, np.float32).reshape(n, -1).tolist()
+    disc = np.asarray(actions.discrete, np.int64).reshape(n, -1).tolist()
+    make = protocol.AgentActionProto
+    return [make(continuous_actions=c, discrete_actions=d,
+                 vector_actions_deprecated=c + [float(v) for v in d])
+            for c, d in zip(cont, disc)]
 
 
 def parse_behavior_name(name: str) -> Tuple[str, int]:
