@@ -266,3 +266,13 @@ def test_a_build_does_not_outlive_a_killed_trainer(tmp_path):
     while running():
         assert time.monotonic() < deadline, "the build outlived its trainer"
         time.sleep(0.05)
+
+
+def test_play_runs_a_policy_in_the_unity_build_it_was_trained_on(tmp_path):
+    from palaestra.play import play
+
+    assert learn(CONFIG, "--env", str(Path(BUILD).resolve()), "--run-id", "p", "--results-dir",
+                 str(tmp_path), "--max-steps", "1200", "--base-port", str(free_port())) == 0
+    result = play(str(tmp_path / "p"), episodes=4)
+    assert len(result.returns["3DBall"]) == 4 and result.steps > 0
+    assert all(-1.0 <= r <= 100.0 for r in result.returns["3DBall"])

@@ -244,7 +244,8 @@ def play(model: str, *, env: Optional[str] = None, env_args: Any = None,
     if record is not None:
         recorder = Recorder(record, fps=30.0, max_frames=max_frames)
     render_mode = "human" if render else ("rgb_array" if recorder else None)
-    environment = make_environment(env, env_args, 1, seed, render_mode=render_mode)
+    environment = _unity_build(env, env_args, seed, path) or \
+        make_environment(env, env_args, 1, seed, render_mode=render_mode)
     try:
         if recorder is not None:
             recorder.fps = float(getattr(environment, "render_fps", None) or 30.0)
@@ -259,6 +260,31 @@ def play(model: str, *, env: Optional[str] = None, env_args: Any = None,
             logger.warning("--record %s: the environment %s drew no frames (its render() "
                            "returns None); no video written", record, env)
     return result
+
+
+def _unity_build(env: str, env_args: Any, seed: int, model: str) -> Any:
+    """A Unity build named by `--env` (or by the run), launched as its training did: one
+    instance, with the run's env_settings (port, areas, timeout) where the model has a run.
+    None for any other environment."""
+    from palaestra.config import _targets_unity
+
+    if not _targets_unity(env):
+        return None
+    from palaestra.settings import EnvironmentSettings, RunOptions
+    from palaestra.unity.environment import make_unity_environment
+
+    options = RunOptions()
+    config = find_run_config(model)
+    if config is not None:
+        from palaestra.yaml_reader import read_yaml
+
+        saved = read_yaml(config).get("env_settings") or {}
+        for key in ("base_port", "num_areas", "timeout_wait"):
+            if isinstance(saved.get(key), int) and not isinstance(saved.get(key), bool):
+                setattr(options.env_settings, key, saved[key])
+    settings: EnvironmentSettings = options.env_settings
+    settings.env_path, settings.env_args, settings.seed, settings.num_envs = env, env_args, seed, 1
+    return make_unity_environment(env, options, log_folder=None)
 
 
 def _episodes(env: Any, policies: Dict[str, Any], episodes: int, deterministic: bool,
