@@ -193,7 +193,9 @@ def _train(options: Any, registry: Any, accel: Any, source: Optional[str]) -> Ru
 
     env_settings = options.env_settings
     inference = options.checkpoint_settings.inference
-    unity = _is_unity(env_settings.env_path)
+    from palaestra.config import targets_unity
+
+    unity = targets_unity(env_settings.env_path)
     created: List[str] = []
     lock: Optional[IO[str]] = None
     env = None
@@ -293,13 +295,6 @@ def _remove_new_run(options: Any, created: List[str]) -> None:
             os.rmdir(results)  # only if empty
         except OSError:
             pass
-
-
-def _is_unity(env_path: Optional[str]) -> bool:
-    """No --env: the Unity Editor (as mlagents-learn); a path on disk: a Unity build."""
-    from palaestra.config import _targets_unity
-
-    return _targets_unity(env_path)
 
 
 def _make_unity(options: Any, inference: bool) -> Any:

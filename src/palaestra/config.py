@@ -36,7 +36,7 @@ _UNITY_ONLY_ENV_KEYS = ("base_port", "num_areas", "timeout_wait", "max_lifetime_
                         "restarts_rate_limit_n", "restarts_rate_limit_period_s")
 
 
-def _targets_unity(env_path: Optional[str]) -> bool:
+def targets_unity(env_path: Optional[str]) -> bool:
     """Whether the run trains a Unity build or the Editor (no --env), where the Unity-only
     settings mean what they say."""
     if not env_path:
@@ -357,7 +357,7 @@ class ConfigLoader:
         device_from_flag = "device" in ((overrides or {}).get("torch_settings") or {})
         _check_device(self.st, options.torch_settings.device,
                       "torch_settings.device" + (" (--torch-device)" if device_from_flag else ""))
-        if not _targets_unity(options.env_settings.env_path):
+        if not targets_unity(options.env_settings.env_path):
             self._warn_unity_only(options)
         return options
 

@@ -266,9 +266,9 @@ def _unity_build(env: str, env_args: Any, seed: int, model: str) -> Any:
     """A Unity build named by `--env` (or by the run), launched as its training did: one
     instance, with the run's env_settings (port, areas, timeout) where the model has a run.
     None for any other environment."""
-    from palaestra.config import _targets_unity
+    from palaestra.config import targets_unity
 
-    if not _targets_unity(env):
+    if not targets_unity(env):
         return None
     from palaestra.settings import EnvironmentSettings, RunOptions
     from palaestra.unity.environment import make_unity_environment
