@@ -759,16 +759,53 @@ def test_mlagents_features_not_implemented_are_named_as_such(write, registry):
         """)
     assert "behaviors.CartPole-v1.self_play" in msg
     assert "self-play is not supported by palaestra yet" in msg
-    msg, _ = config_error(write, registry, """
+
+
+def test_reward_signals_load_into_their_own_settings(load, write, registry):
+    """ML-Agents' four signals, each with its own keys and defaults; the deprecated
+    encoding_size sizes the network when network_settings is not given (as in ML-Agents)."""
+    from palaestra.settings import CuriositySettings, GAILSettings, RNDSettings
+
+    options = load("""
         behaviors:
           CartPole-v1:
             reward_signals:
-              curiosity:
-                strength: 0.02
+              extrinsic: {strength: 1.0, gamma: 0.99}
+              curiosity: {strength: 0.02, gamma: 0.99, encoding_size: 256}
+              rnd: {strength: 0.01, network_settings: {hidden_units: 64}}
+              gail: {strength: 0.01, demo_path: demos/Expert.demo, use_actions: true}
         """)
-    assert "behaviors.CartPole-v1.reward_signals.curiosity" in msg
-    assert "curiosity reward signal ('curiosity') is an ML-Agents feature" in msg
-    assert "Allowed values: extrinsic" in msg
+    signals = {k.value: v for k, v in options.behaviors["CartPole-v1"].reward_signals.items()}
+    assert list(signals) == ["extrinsic", "curiosity", "rnd", "gail"]
+    assert isinstance(signals["curiosity"], CuriositySettings)
+    assert signals["curiosity"].network_settings.hidden_units == 256
+    assert signals["curiosity"].learning_rate == 3.0e-4
+    assert isinstance(signals["rnd"], RNDSettings) and signals["rnd"].learning_rate == 1.0e-4
+    assert signals["rnd"].network_settings.hidden_units == 64
+    assert isinstance(signals["gail"], GAILSettings) and signals["gail"].use_actions
+    assert signals["gail"].demo_path == "demos/Expert.demo" and not signals["gail"].use_vail
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("reward_signals: {curiosty: {strength: 0.1}}",
+     ["reward_signals.curiosty", "unknown reward signal 'curiosty'",
+      "curiosity, extrinsic, gail, rnd"]),
+    ("reward_signals: {gail: {strength: 0.1}}",
+     ["reward_signals.gail.demo_path", "demo_path is required"]),
+    ("reward_signals: {rnd: {use_actions: true}}",
+     ["reward_signals.rnd.use_actions", "unknown key 'use_actions'"]),
+    ("reward_signals: {curiosity: {learning_rate: -1}}",
+     ["reward_signals.curiosity.learning_rate", "> 0"]),
+    ("behavioral_cloning: {strength: 0.5}",
+     ["behavioral_cloning.demo_path", "demo_path is required"]),
+    ("behavioral_cloning: {demo_path: x.demo, steps: -5}",
+     ["behavioral_cloning.steps", ">= 0"]),
+])
+def test_bad_reward_signal_and_cloning_settings_name_the_key(write, registry, text, fragments):
+    msg, path = config_error(write, registry, "behaviors:\n  CartPole-v1:\n    " + text + "\n")
+    assert path in msg
+    for fragment in fragments:
+        assert fragment in msg, (fragment, msg)
 
 
 def test_recurrent_memory_is_refused_before_anything_is_written(tmp_path):
@@ -887,15 +924,27 @@ def test_even_checkpoints_follows_a_max_steps_changed_after_loading(load):
 
 def test_null_self_play_and_behavioral_cloning_mean_off_but_settings_are_refused(
         load, write, registry):
-    load("behaviors:\n  CartPole-v1:\n    self_play: null\n    behavioral_cloning: null\n")
+    options = load("behaviors:\n  CartPole-v1:\n    self_play: null\n"
+                   "    behavioral_cloning: null\n")
+    assert options.behaviors[BEHAVIOR].behavioral_cloning is None
     msg, _ = config_error(write, registry, """
+        behaviors:
+          CartPole-v1:
+            self_play:
+              window: 10
+        """)
+    assert "behaviors.CartPole-v1.self_play" in msg
+    assert "self-play is not supported by palaestra yet" in msg
+    cloning = load("""
         behaviors:
           CartPole-v1:
             behavioral_cloning:
               demo_path: expert.demo
-        """)
-    assert "behaviors.CartPole-v1.behavioral_cloning" in msg
-    assert "behavioral cloning is not supported by palaestra yet" in msg
+              strength: 0.5
+              steps: 150000
+        """).behaviors[BEHAVIOR].behavioral_cloning
+    assert (cloning.demo_path, cloning.strength, cloning.steps) == ("expert.demo", 0.5, 150000)
+    assert (cloning.samples_per_update, cloning.num_epoch, cloning.batch_size) == (0, None, None)
 
 
 def test_deprecated_framework_key_is_dropped_with_a_warning(load, caplog):

@@ -37,13 +37,18 @@ _PUBLIC: Dict[str, Tuple[str, ...]] = {
         "ActionModel", "AgentAction", "NetworkBody", "ObservationEncoder", "SharedActorCritic",
         "SimpleActor", "ValueNetwork", "activation", "obs_tensors"),
     "palaestra.optimizer": (
-        "ExtrinsicRewardSignal", "RewardSignal", "TorchOptimizer"),
+        "TorchOptimizer",),
+    "palaestra.reward_signals": (
+        "ExtrinsicRewardSignal", "RewardSignal", "RewardSignalRegistry", "flat_actions"),
+    "palaestra.demo": (
+        "Demonstrations", "Episode", "load_demonstrations", "write_demonstration"),
     "palaestra.policy": (
         "ActionInfo", "TorchPolicy"),
     "palaestra.settings": (
         "Activation", "EncoderType", "HyperparamSettings", "MAX_EPOCHS", "NetworkSettings", "OffPolicyHyperparamSettings",
         "OnPolicyHyperparamSettings", "RewardSignalSettings", "RewardSignalType", "ScheduleType",
-        "Settings", "TrainerSettings", "setting"),
+        "Settings", "TrainerSettings", "setting", "BehavioralCloningSettings",
+        "CuriositySettings", "GAILSettings", "RNDSettings"),
     "palaestra.stats": (
         "StatsReporter", "StatsSummary", "StatsWriter"),
     "palaestra.trainer": (
@@ -73,10 +78,14 @@ if TYPE_CHECKING:
     from palaestra.networks import (ActionModel, AgentAction, NetworkBody, ObservationEncoder,
                                     SharedActorCritic, SimpleActor, ValueNetwork, activation,
                                     obs_tensors)
-    from palaestra.optimizer import ExtrinsicRewardSignal, RewardSignal, TorchOptimizer
+    from palaestra.demo import Demonstrations, Episode, load_demonstrations, write_demonstration
+    from palaestra.optimizer import TorchOptimizer
+    from palaestra.reward_signals import (ExtrinsicRewardSignal, RewardSignal,
+                                          RewardSignalRegistry, flat_actions)
     from palaestra.policy import ActionInfo, TorchPolicy
-    from palaestra.settings import (MAX_EPOCHS, Activation, EncoderType, HyperparamSettings,
-                                    NetworkSettings,
+    from palaestra.settings import (MAX_EPOCHS, Activation, BehavioralCloningSettings,
+                                    CuriositySettings, EncoderType, GAILSettings,
+                                    HyperparamSettings, NetworkSettings, RNDSettings,
                                     OffPolicyHyperparamSettings, OnPolicyHyperparamSettings,
                                     RewardSignalSettings, RewardSignalType, ScheduleType, Settings,
                                     TrainerSettings, setting)
@@ -117,5 +126,7 @@ __all__ = [
     "TrainerNotReadyError", "TrainerSettings", "Trajectory", "ValueNetwork", "advantage_key",
     "baselines_key", "compute_gae", "discount_rewards", "get_gae", "group_obs_key", "next_obs_key",
     "obs_key", "obs_tensors", "returns_key", "rewards_key", "setting", "trajectories_gae",
-    "value_estimates_key", "__version__",
+    "value_estimates_key", "__version__", "RewardSignalRegistry", "flat_actions",
+    "Demonstrations", "Episode", "load_demonstrations", "write_demonstration",
+    "BehavioralCloningSettings", "CuriositySettings", "GAILSettings", "RNDSettings",
 ]

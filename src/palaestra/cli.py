@@ -1,5 +1,6 @@
 """The `palaestra` command: `learn` trains from a YAML config, `play` runs a trained policy,
-`plot` draws runs, `configs` hands out the example configs, `trainers` lists trainer types.
+`record` writes its (or a scripted policy's) demonstrations, `plot` draws runs, `configs` hands
+out the example configs, `trainers` lists trainer types.
 
 Flags follow `mlagents-learn`; a flag given on the command line overrides the YAML, and only
 flags actually given do (every default is None here), so the file stays the source of truth.
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _learn_parser(sub)
     sub.add_parser("trainers", help="List installed trainer types and their packages.")
     _play_parser(sub)
+    _record_parser(sub)
     _plot_parser(sub)
     p = sub.add_parser("configs", allow_abbrev=False, help="List, print or copy the example "
                                                              "configs.",
@@ -155,6 +157,49 @@ def _play_parser(sub: Any) -> None:
     p.add_argument("--max-steps", type=int, default=100_000,
                    help="Stop after this many environment steps (100000).")
     p.add_argument("--results-dir", default="results", help="Where run ids are looked up.")
+
+
+def _record_parser(sub: Any) -> None:
+    p = sub.add_parser("record", allow_abbrev=False,
+                       help="Record demonstrations (ML-Agents .demo) of a trained or scripted "
+                            "policy.",
+                       description="Record the episodes of a trained policy (run id, run or "
+                                   "behavior folder, .pt checkpoint or .onnx file) or of a "
+                                   "scripted one (--policy module:function) into an ML-Agents "
+                                   ".demo file, for GAIL and behavioral cloning.")
+    p.add_argument("model", nargs="?", metavar="RUN_ID_OR_MODEL",
+                   help="The trained policy (or give --policy).")
+    p.add_argument("--policy", metavar="MODULE:FUNCTION",
+                   help="A scripted policy: function(obs_list, action_mask) -> actions.")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.demo",
+                   help="The demonstration file to write.")
+    p.add_argument("--episodes", type=int, default=10, help="Episodes to record (10).")
+    p.add_argument("--behavior", help="The behavior to record (needed when there are several).")
+    p.add_argument("--deterministic", action="store_true",
+                   help="The most likely action instead of a sample (trained policies).")
+    p.add_argument("--env", dest="env_path", help="The environment (default: the run's).")
+    p.add_argument("--env-args", nargs="+", metavar="KEY=VALUE",
+                   help="Arguments for the environment (default: the run's).")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the environment and sampling.")
+    p.add_argument("--name", help="The demonstration's name in the file (default: the file "
+                                  "name; 16 characters at most).")
+    p.add_argument("--force", action="store_true", help="Replace an existing output file.")
+    p.add_argument("--max-steps", type=int, default=100_000,
+                   help="Stop after this many environment steps (100000).")
+    p.add_argument("--results-dir", default="results", help="Where run ids are looked up.")
+
+
+def run_record(args: argparse.Namespace) -> int:
+    from palaestra.record import record
+
+    result = record(args.model, output=args.output, episodes=args.episodes,
+                    policy=args.policy, env=args.env_path, env_args=args.env_args,
+                    behavior=args.behavior, deterministic=args.deterministic, seed=args.seed,
+                    name=args.name, force=args.force, max_steps=args.max_steps,
+                    results_dir=args.results_dir)
+    for line in result.lines():
+        print(line)
+    return 130 if result.interrupted else 0
 
 
 def _plot_parser(sub: Any) -> None:
@@ -283,6 +328,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return run_learn(args)
         if args.command == "play":
             return run_play(args)
+        if args.command == "record":
+            return run_record(args)
         if args.command == "plot":
             return run_plot(args)
         if args.command == "configs":

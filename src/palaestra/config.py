@@ -14,6 +14,7 @@ import enum
 import logging
 import math
 import operator
+import os
 import reprlib
 import types
 import typing
@@ -25,8 +26,8 @@ from palaestra.atomic import atomic_write_text
 
 from palaestra.exception import TrainerConfigError
 from palaestra.registry import TrainerRegistry
-from palaestra.settings import (EngineSettings, EnvironmentSettings, NetworkSettings, RunOptions,
-                                TrainerSettings)
+from palaestra.settings import (EngineSettings, EnvironmentSettings, NetworkSettings,
+                                RewardSignalType, RunOptions, TrainerSettings)
 from palaestra.yaml_reader import read_yaml  # noqa: F401  (the loader's entry point, re-exported)
 
 logger = logging.getLogger(__name__)
@@ -183,9 +184,7 @@ def _join(path: str, key: Any) -> str:
 
 # ML-Agents settings that an ML-Agents config may hold but palaestra does not implement yet:
 # named as such, so the user is not told they made a typo.
-_NOT_YET = {"self_play": "self-play", "behavioral_cloning": "behavioral cloning",
-            "gail": "the GAIL reward signal", "curiosity": "the curiosity reward signal",
-            "rnd": "the RND reward signal"}
+_NOT_YET = {"self_play": "self-play"}
 
 
 def _unknown_key_message(key: str, value: Any, fields: Mapping[str, Any]) -> str:
@@ -389,7 +388,41 @@ class ConfigLoader:
         if "max_steps" in merged:  # legacy configs give max_steps as a float (5.0e5)
             merged["max_steps"] = self.st.structure(merged["max_steps"], int, f"{path}.max_steps")
         merged["hyperparameters"] = hyper
+        if merged.get("reward_signals") is not None:
+            merged["reward_signals"] = self.reward_signals(merged["reward_signals"],
+                                                           f"{path}.reward_signals")
         return self.st.dataclass(merged, TrainerSettings, path)
+
+    def reward_signals(self, value: Any, path: str) -> Dict[RewardSignalType, Any]:
+        """Each `reward_signals:` entry read into its own settings class (curiosity's,
+        GAIL's, a plugin's), the name checked against the installed signals. ML-Agents'
+        deprecated `encoding_size` sizes the signal's network when network_settings is not
+        given, as there."""
+        if not isinstance(value, Mapping):
+            raise self.st.error(path, f"expected a mapping of reward signal names, got "
+                                      f"{_show(value)}")
+        from palaestra.reward_signals.registry import RewardSignalRegistry
+
+        signals = RewardSignalRegistry()
+        if any(str(name) not in signals.settings for name in value):
+            signals = RewardSignalRegistry.installed()
+        result: Dict[RewardSignalType, Any] = {}
+        for name, raw in value.items():
+            key_path = _join(path, name)
+            try:
+                settings_cls = signals.settings_for(str(name))
+            except TrainerConfigError as exc:
+                raise self.st.error(key_path, str(exc)) from None
+            raw = {} if raw is None else raw
+            settings = self.st.dataclass(raw, settings_cls, key_path)
+            size = getattr(settings, "encoding_size", None)
+            if size is not None:
+                logger.warning("%s: %s.encoding_size is deprecated (as in ML-Agents): use "
+                               "network_settings.hidden_units", self.st.source, key_path)
+                if "network_settings" not in raw:
+                    settings.network_settings.hidden_units = size
+            result[RewardSignalType(str(name))] = settings
+        return result
 
     def _warn_unity_only(self, options: RunOptions) -> None:
         """One warning for Unity-only values that differ from their defaults (a resolved
@@ -488,6 +521,17 @@ def check_supported(options: RunOptions, source: Optional[str]) -> None:
             raise TrainerConfigError(
                 f"{source or '<command line>'}: {path}.network_settings.memory: recurrent "
                 "networks are not supported by palaestra yet; remove the memory section.")
+        demos = [(f"{path}.reward_signals.{k.value}.demo_path", v.demo_path)
+                 for k, v in settings.reward_signals.items() if hasattr(v, "demo_path")]
+        if settings.behavioral_cloning is not None:
+            demos.append((f"{path}.behavioral_cloning.demo_path",
+                          settings.behavioral_cloning.demo_path))
+        for key, demo_path in demos:  # before anything is written, not at the first update
+            if not os.path.exists(demo_path):
+                raise TrainerConfigError(
+                    f"{source or '<command line>'}: {key}: no such file or folder "
+                    f"'{demo_path}' (a .demo file or a folder of them; relative paths are "
+                    f"taken from the folder palaestra runs in, {os.getcwd()}).")
 
 
 def dump_run_options(options: RunOptions, path: str) -> None:

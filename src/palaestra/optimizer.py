@@ -7,64 +7,18 @@ that every actor-critic method needs before it can compute returns.
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch import nn
 
 from palaestra.accel import Accel
-from palaestra.buffer import AgentBuffer, BufferKey
+from palaestra.behavioral_cloning import BCModule
+from palaestra.buffer import AgentBuffer
 from palaestra.networks.networks import obs_tensors
 from palaestra.policy import TorchPolicy
-from palaestra.settings import RewardSignalSettings, RewardSignalType, TrainerSettings
-
-
-class RewardSignal(abc.ABC):
-    """A source of reward for the value streams. `evaluate` returns unscaled rewards per step;
-    the trainer multiplies by `strength`, as in the specification's `_process_trajectory`."""
-
-    def __init__(self, name: str, settings: RewardSignalSettings) -> None:
-        self.name = name
-        self.gamma = settings.gamma
-        self.strength = settings.strength
-        self.settings = settings
-
-    @abc.abstractmethod
-    def evaluate(self, buffer: AgentBuffer) -> np.ndarray:
-        """Reward per step of `buffer`, shape (n,)."""
-
-    def update(self, buffer: AgentBuffer) -> Dict[str, float]:
-        """Train the signal's own model, if any; returns stats."""
-        return {}
-
-    def get_modules(self) -> Dict[str, nn.Module]:
-        return {}
-
-
-class ExtrinsicRewardSignal(RewardSignal):
-    """The environment's reward: the agent's own plus its group's (as ML-Agents adds group
-    rewards for every trainer type), so a group reward reaches PPO and SAC agents too. With
-    `add_groupmate_rewards` (POCA sets it, as ML-Agents' POCA does) the teammates' own rewards
-    of each step are added as well."""
-
-    add_groupmate_rewards = False
-
-    def evaluate(self, buffer: AgentBuffer) -> np.ndarray:
-        rewards = np.asarray(buffer[BufferKey.ENVIRONMENT_REWARDS], np.float32)
-        if self.add_groupmate_rewards and BufferKey.GROUPMATE_REWARDS in buffer:
-            rewards = rewards + np.asarray(buffer[BufferKey.GROUPMATE_REWARDS], np.float32)
-        if BufferKey.GROUP_REWARD in buffer:
-            rewards = rewards + np.asarray(buffer[BufferKey.GROUP_REWARD], np.float32)
-        return rewards
-
-
-_REWARD_SIGNALS = {RewardSignalType.EXTRINSIC: ExtrinsicRewardSignal}
-
-
-def create_reward_signals(settings: Dict[RewardSignalType, RewardSignalSettings]
-                          ) -> Dict[str, RewardSignal]:
-    return {key.value: _REWARD_SIGNALS[key](key.value, value) for key, value in settings.items()}
+from palaestra.reward_signals import ExtrinsicRewardSignal, RewardSignal, create_reward_signals
+from palaestra.settings import TrainerSettings
 
 
 class TorchOptimizer(abc.ABC):
@@ -72,8 +26,16 @@ class TorchOptimizer(abc.ABC):
         self.policy = policy
         self.trainer_settings = trainer_settings
         self.reward_signals: Dict[str, RewardSignal] = create_reward_signals(
-            trainer_settings.reward_signals)
+            trainer_settings.reward_signals, policy.behavior_spec)
         self.stream_names = list(self.reward_signals)
+        # Behavioral cloning from demonstrations beside RL (`behavioral_cloning:`); the trainer
+        # calls `bc_module.update()` after each policy update.
+        self.bc_module: Optional[BCModule] = None
+        if trainer_settings.behavioral_cloning is not None:
+            hp = trainer_settings.hyperparameters
+            self.bc_module = BCModule(policy, trainer_settings.behavioral_cloning,
+                                      getattr(hp, "learning_rate", 3.0e-4),
+                                      getattr(hp, "batch_size", 1024))
         # Both are duck-typed slots, hence Any: the critic is any nn.Module with
         # `critic_pass(obs) -> ({stream: values}, memories)` and each optimizer calls its own
         # critic's other methods (a baseline, twin Q heads); the optimizer is a torch.optim
@@ -96,6 +58,13 @@ class TorchOptimizer(abc.ABC):
         for signal in self.reward_signals.values():
             stats.update(signal.update(batch))
         return stats
+
+    def bootstrap_keep(self, done: np.ndarray) -> Dict[str, np.ndarray]:
+        """Per signal, 1 where the value after a trajectory counts and 0 after a real
+        termination, except for signals that ignore episode ends (curiosity, RND)."""
+        keep = 1.0 - np.asarray(done, np.float32)
+        return {name: np.ones_like(keep) if signal.ignore_done else keep
+                for name, signal in self.reward_signals.items()}
 
     def update_normalization(self, buffer: AgentBuffer) -> None:
         """Update a separate critic's observation normaliser (the policy updates its own)."""
@@ -143,7 +112,12 @@ class TorchOptimizer(abc.ABC):
                    for o, nxt in zip(obs, next_obs)]
             values, _ = self.critic.critic_pass(obs)
         n = batch.num_experiences
-        keep = 1.0 - np.asarray(done, np.float32)
+        keep = self.bootstrap_keep(done)
         estimates = {name: v[:n].cpu().numpy() for name, v in values.items()}
-        bootstrap = {name: v[n:].cpu().numpy() * keep for name, v in values.items()}
+        bootstrap = {name: v[n:].cpu().numpy() * keep[name] for name, v in values.items()}
         return estimates, bootstrap
+
+
+# RewardSignal and ExtrinsicRewardSignal lived here before palaestra.reward_signals; plugins
+# that import them from this module keep working.
+__all__ = ["ExtrinsicRewardSignal", "RewardSignal", "TorchOptimizer"]

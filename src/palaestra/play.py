@@ -88,9 +88,10 @@ def env_from_run(config_path: Optional[str]) -> Tuple[Optional[str], Any]:
     return env.get("env_path"), env.get("env_args")
 
 
-def _run_folder(model: str) -> Optional[str]:
-    config = find_run_config(model)
-    return None if config is None else os.path.dirname(config)
+def is_run_folder(model: str) -> bool:
+    """Whether `model` is a run's folder (not one of its behaviors or files)."""
+    config = find_run_config(model) if os.path.isdir(model) else None
+    return config is not None and os.path.dirname(config) == os.path.abspath(model)
 
 
 def load_policies(model: str, behavior_specs: Dict[str, Any], behavior: Optional[str],
@@ -103,8 +104,7 @@ def load_policies(model: str, behavior_specs: Dict[str, Any], behavior: Optional
     names = list(behavior_specs)
     if behavior is not None and behavior not in behavior_specs:
         raise PalaestraError(f"--behavior {behavior}: the environment has {', '.join(names)}")
-    is_run = os.path.isdir(model) and _run_folder(model) == os.path.abspath(model)
-    if is_run:
+    if is_run_folder(model):
         chosen = [behavior] if behavior else names
         policies = {name: load_policy(join_inside(model, behavior_parts(name)), seed=seed)
                     for name in chosen}
@@ -139,10 +139,15 @@ def _check_fits(name: str, policy: Any, spec: Any) -> None:
             f"{b.continuous_size} continuous / branches {list(b.discrete_branches)}.")
 
 
-def _as_action_tuple(actions: Any, spec: Any, n: int) -> Any:
+def as_action_tuple(actions: Any, spec: Any, n: int) -> Any:
+    """Actions as `LoadedPolicy.act` returns them (continuous (n, c), discrete branch indices
+    (n, b), a (continuous, discrete) pair for a hybrid action spec, or an `ActionTuple`) as the
+    `ActionTuple` for `n` agents; ValueError if they do not have that many values."""
     from palaestra.envs.base import ActionTuple
 
-    if spec.continuous_size and spec.discrete_branches:
+    if isinstance(actions, ActionTuple):
+        cont, disc = actions.continuous, actions.discrete
+    elif spec.continuous_size and spec.discrete_branches:
         cont, disc = actions
     elif spec.continuous_size:
         cont, disc = actions, np.zeros((n, 0), np.int64)
@@ -162,9 +167,9 @@ class Recorder:
             raise PalaestraError(f"--record {path}: the file name must end in "
                                  f"{' or '.join(RECORD_FORMATS)}.")
         if ext == ".mp4":
-            try:
-                import imageio_ffmpeg  # noqa: F401
-            except ImportError:
+            import importlib.util
+
+            if importlib.util.find_spec("imageio_ffmpeg") is None:
                 raise PalaestraError("--record .mp4 needs ffmpeg: pip install "
                                      "\"palaestra[video]\" (or record a .gif)") from None
         folder = os.path.dirname(os.path.abspath(path))
@@ -225,35 +230,30 @@ def play(model: str, *, env: Optional[str] = None, env_args: Any = None,
          on_episode: Optional[Callable[[str, float], None]] = None) -> PlayResult:
     """Run the trained policy `model` until `episodes` episodes of every played behavior
     have ended (or `max_steps` environment steps, or Ctrl-C)."""
-    from palaestra.envs import make_environment
-
     if episodes < 1:
         raise PalaestraError(f"--episodes {episodes}: give at least 1.")
     if render not in (None, "human"):
         raise PalaestraError(f"--render {render}: the allowed value is human (a window, where "
                              "the environment has one); for a video use --record out.gif.")
     path = resolve_model(model, results_dir)
-    if env is None:
-        env, run_args = env_from_run(find_run_config(path))
-        env_args = run_args if env_args is None else env_args
-        if env is None:
-            raise EnvironmentSetupError(
-                f"palaestra play {model}: no environment: it is not inside a run folder with a "
-                "configuration.yaml naming env_settings.env_path; give --env.")
     recorder = None
     if record is not None:
         recorder = Recorder(record, fps=30.0, max_frames=max_frames)
     render_mode = "human" if render else ("rgb_array" if recorder else None)
-    environment = _unity_build(env, env_args, seed, path) or \
-        make_environment(env, env_args, 1, seed, render_mode=render_mode)
+    env, environment = open_environment("play", model, path, env, env_args, seed, render_mode)
     try:
         if recorder is not None:
             recorder.fps = float(getattr(environment, "render_fps", None) or 30.0)
         policies = load_policies(path, dict(environment.behavior_specs), behavior, seed)
-        result = _episodes(environment, policies, episodes, deterministic, max_steps,
-                           recorder, render is not None, on_episode)
+        returns = _Returns(policies, episodes, on_episode)
+        actors = {name: policy_actor(policy, environment.behavior_specs[name], deterministic)
+                  for name, policy in policies.items()}
+        returns.result.steps, returns.result.interrupted = run_episodes(
+            environment, actors, returns, max_steps,
+            _frames(recorder, environment, render is not None), seed)
     finally:
         environment.close()
+    result = returns.result
     if recorder is not None:
         result.frames = recorder.write()
         if result.frames == 0:
@@ -262,7 +262,35 @@ def play(model: str, *, env: Optional[str] = None, env_args: Any = None,
     return result
 
 
-def _unity_build(env: str, env_args: Any, seed: int, model: str) -> Any:
+def _frames(recorder: Optional[Recorder], environment: Any, show: bool
+            ) -> Optional[Callable[[], Any]]:
+    """What to do with the picture after each step: record it, show it, or nothing."""
+    if recorder is not None:
+        return lambda: recorder.add(environment.render())
+    return environment.render if show else None
+
+
+def open_environment(command: str, model: Optional[str], path: Optional[str],
+                     env: Optional[str], env_args: Any, seed: int,
+                     render_mode: Optional[str] = None) -> Tuple[str, Any]:
+    """(the --env string, the environment, one copy): `env` if given, else the one of the run
+    the model at `path` belongs to (its env_args too, unless `env_args` is given)."""
+    from palaestra.envs import make_environment
+
+    if env is None:
+        env, run_args = env_from_run(find_run_config(path)) if path else (None, None)
+        env_args = run_args if env_args is None else env_args
+        if env is None:
+            where = (f"palaestra {command} {model}: no environment: it is not inside a run "
+                     "folder with a configuration.yaml naming env_settings.env_path"
+                     if model else f"palaestra {command}: no environment")
+            raise EnvironmentSetupError(f"{where}; give --env.")
+    environment = _unity_build(env, env_args, seed, path) or \
+        make_environment(env, env_args, 1, seed, render_mode=render_mode)
+    return env, environment
+
+
+def _unity_build(env: str, env_args: Any, seed: int, model: Optional[str]) -> Any:
     """A Unity build named by `--env` (or by the run), launched as its training did: one
     instance, with the run's env_settings (port, areas, timeout) where the model has a run.
     None for any other environment."""
@@ -274,7 +302,7 @@ def _unity_build(env: str, env_args: Any, seed: int, model: str) -> Any:
     from palaestra.unity.environment import make_unity_environment
 
     options = RunOptions()
-    config = find_run_config(model)
+    config = find_run_config(model) if model else None
     if config is not None:
         from palaestra.yaml_reader import read_yaml
 
@@ -287,57 +315,100 @@ def _unity_build(env: str, env_args: Any, seed: int, model: str) -> Any:
     return make_unity_environment(env, options, log_folder=None)
 
 
-def _episodes(env: Any, policies: Dict[str, Any], episodes: int, deterministic: bool,
-              max_steps: int, recorder: Optional[Recorder], show: bool,
-              on_episode: Optional[Callable[[str, float], None]]) -> PlayResult:
-    result = PlayResult({name: [] for name in policies}, {name: [] for name in policies})
-    running: Dict[str, Dict[int, List[float]]] = {name: {} for name in policies}
+class EpisodeWatcher:
+    """What `run_episodes` reports, behavior by behavior, at every step: `seen` gets the
+    agents that need an action and those whose episode ended (before acting), `acted` the
+    actions chosen; `finished` ends the loop. `play` counts returns, `palaestra record`
+    writes demonstrations."""
+
+    def seen(self, name: str, decision: Any, terminal: Any) -> None:
+        """The batches of behavior `name` as `get_steps` returned them."""
+
+    def acted(self, name: str, decision: Any, actions: Any) -> None:
+        """The `ActionTuple` about to be sent for `decision` (not called for no agents)."""
+
+    def finished(self) -> bool:
+        return False
+
+
+#: An actor: the decision batch of a behavior -> the `ActionTuple` to send.
+Actor = Callable[[Any], Any]
+
+
+def policy_actor(policy: Any, spec: Any, deterministic: bool) -> Actor:
+    """A `LoadedPolicy` as an actor of the behavior with `spec`."""
+
+    def act(decision: Any) -> Any:
+        obs = decision.obs if len(decision.obs) > 1 else decision.obs[0]
+        return as_action_tuple(policy.act(obs, decision.action_mask,
+                                           deterministic=deterministic),
+                                spec.action_spec, len(decision))
+
+    return act
+
+
+def run_episodes(env: Any, actors: Dict[str, Actor], watcher: EpisodeWatcher, max_steps: int,
+                 frame: Optional[Callable[[], Any]] = None, seed: int = 0) -> Tuple[int, bool]:
+    """Reset `env` and step it until `watcher.finished()` or `max_steps` steps or Ctrl-C:
+    every behavior acts through its actor (one without an actor at random), `frame` is called
+    after the reset and after each step. (steps taken, whether Ctrl-C stopped it)."""
     specs = env.behavior_specs
+    rng = np.random.default_rng(seed)
+    steps = 0
     env.reset()
-
-    def done() -> bool:
-        return all(len(r) >= episodes for r in result.returns.values())
-
     try:
-        if recorder is not None:
-            recorder.add(env.render())
-        while not done() and result.steps < max_steps:
+        if frame is not None:
+            frame()
+        while not watcher.finished() and steps < max_steps:
             for name in specs:
                 decision, terminal = env.get_steps(name)
-                policy = policies.get(name)
-                track = running.get(name)
-                if track is not None:
-                    for i, agent in enumerate(terminal.agent_id.tolist()):
-                        total, length = track.pop(agent, [0.0, 0])
-                        if len(result.returns[name]) < episodes:
-                            value = total + float(terminal.reward[i])
-                            result.returns[name].append(value)
-                            result.lengths[name].append(int(length))
-                            if on_episode is not None:
-                                on_episode(name, value)
-                    for i, agent in enumerate(decision.agent_id.tolist()):
-                        entry = track.setdefault(agent, [0.0, 0])
-                        entry[0] += float(decision.reward[i])
-                        entry[1] += 1
-                n = len(decision)
-                if n == 0:
+                watcher.seen(name, decision, terminal)
+                if len(decision) == 0:
                     continue
-                if policy is None:  # a behavior the user did not ask to play: random
-                    actions = specs[name].action_spec.random_action(n, np.random.default_rng())
-                else:
-                    obs = decision.obs if len(decision.obs) > 1 else decision.obs[0]
-                    actions = _as_action_tuple(
-                        policy.act(obs, decision.action_mask, deterministic=deterministic),
-                        specs[name].action_spec, n)
+                actor = actors.get(name)
+                actions = actor(decision) if actor is not None else \
+                    specs[name].action_spec.random_action(len(decision), rng)
+                watcher.acted(name, decision, actions)
                 env.set_actions(name, actions)
-            if done():
+            if watcher.finished():
                 break
             env.step()
-            result.steps += 1
-            if recorder is not None:
-                recorder.add(env.render())
-            elif show:
-                env.render()
+            steps += 1
+            if frame is not None:
+                frame()
     except KeyboardInterrupt:
-        result.interrupted = True
-    return result
+        return steps, True
+    return steps, False
+
+
+class _Returns(EpisodeWatcher):
+    """Each played behavior's returns: every reward from an agent's first decision of an
+    episode to its end, one value per finished episode (the first `episodes` of them)."""
+
+    def __init__(self, policies: Dict[str, Any], episodes: int,
+                 on_episode: Optional[Callable[[str, float], None]]) -> None:
+        self.result = PlayResult({name: [] for name in policies},
+                                 {name: [] for name in policies})
+        self.running: Dict[str, Dict[int, List[float]]] = {name: {} for name in policies}
+        self.episodes, self.on_episode = episodes, on_episode
+
+    def seen(self, name: str, decision: Any, terminal: Any) -> None:
+        track = self.running.get(name)
+        if track is None:
+            return
+        returns, lengths = self.result.returns[name], self.result.lengths[name]
+        for i, agent in enumerate(terminal.agent_id.tolist()):
+            total, length = track.pop(agent, [0.0, 0])
+            if len(returns) < self.episodes:
+                value = total + float(terminal.reward[i])
+                returns.append(value)
+                lengths.append(int(length))
+                if self.on_episode is not None:
+                    self.on_episode(name, value)
+        for i, agent in enumerate(decision.agent_id.tolist()):
+            entry = track.setdefault(agent, [0.0, 0])
+            entry[0] += float(decision.reward[i])
+            entry[1] += 1
+
+    def finished(self) -> bool:
+        return all(len(r) >= self.episodes for r in self.result.returns.values())

@@ -112,7 +112,24 @@ class Activation(enum.Enum):
 
 
 class RewardSignalType(enum.Enum):
+    """The name of a reward signal under `reward_signals:`. ML-Agents' four are members; a
+    plugin's signal (entry-point group ``palaestra.reward_signal``) gets a member of its own
+    name on first use, so `key.value` works for every key (the config loader checks the name
+    against the installed signals)."""
+
     EXTRINSIC = "extrinsic"
+    CURIOSITY = "curiosity"
+    RND = "rnd"
+    GAIL = "gail"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Optional["RewardSignalType"]:
+        if not (isinstance(value, str) and value.isidentifier()):
+            return None
+        member = object.__new__(cls)
+        member._name_ = value.upper()
+        member._value_ = value
+        return cls._value2member_map_.setdefault(value, member)  # type: ignore[return-value]
 
 
 class MemorySettings(Settings):
@@ -144,6 +161,77 @@ class RewardSignalSettings(Settings):
     strength: float = setting(1.0, "Multiplier of this signal's reward.")
     network_settings: NetworkSettings = setting(factory=NetworkSettings,
                                                 doc="Network of a learned reward signal.")
+
+
+class LearnedRewardSignalSettings(RewardSignalSettings):
+    """A signal with a network of its own. `encoding_size` is ML-Agents' deprecated spelling
+    of `network_settings.hidden_units` (used as such when network_settings is not given)."""
+
+    learning_rate: float = setting(3.0e-4, "Learning rate of the signal's network.", gt=0.0)
+    encoding_size: Optional[int] = setting(None, "Deprecated: network_settings.hidden_units.",
+                                           ge=1, le=MAX_UNITS)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.network_settings.memory is not None:
+            raise TrainerConfigError("a reward signal's network has no memory; remove it",
+                                     key="network_settings.memory",
+                                     value=self.network_settings.memory.as_dict())
+
+
+class CuriositySettings(LearnedRewardSignalSettings):
+    """Intrinsic curiosity (Pathak et al. 2017): reward = the forward model's error."""
+
+
+class RNDSettings(LearnedRewardSignalSettings):
+    """Random network distillation (Burda et al. 2018): reward = the predictor's error."""
+
+    learning_rate: float = setting(1.0e-4, "Learning rate of the predictor network.", gt=0.0)
+
+
+class GAILSettings(LearnedRewardSignalSettings):
+    """Generative adversarial imitation (Ho & Ermon 2016), optionally with VAIL's
+    bottleneck (Peng et al. 2018): reward = how expert-like the discriminator finds a step."""
+
+    use_actions: bool = setting(False, "The discriminator sees actions too, not only states.")
+    use_vail: bool = setting(False, "Variational discriminator bottleneck.")
+    demo_path: str = setting("", "A .demo file or a folder of them (required).")
+    absorbing_state: bool = setting(
+        False, "palaestra extension: an episode's real end is an absorbing state whose reward "
+               "(that of the last step) continues forever, so that ending as the expert does "
+               "is worth more than stalling (after Kostrikov et al. 2019).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.demo_path:
+            raise TrainerConfigError("demo_path is required: a .demo file or a folder of them",
+                                     key="demo_path", value=self.demo_path)
+
+
+# The settings class of each built-in signal; a plugin's come from its entry point.
+BUILTIN_REWARD_SIGNAL_SETTINGS: Dict[str, type] = {
+    "extrinsic": RewardSignalSettings, "curiosity": CuriositySettings, "rnd": RNDSettings,
+    "gail": GAILSettings}
+
+
+class BehavioralCloningSettings(Settings):
+    """Behavioral cloning from demonstrations beside RL, as ML-Agents' `behavioral_cloning`."""
+
+    demo_path: str = setting("", "A .demo file or a folder of them (required).")
+    steps: int = setting(0, "Agent steps over which the cloning learning rate decays to 0 "
+                            "(0: never decays).", ge=0)
+    strength: float = setting(1.0, "Cloning learning rate relative to the policy's.", ge=0.0)
+    samples_per_update: int = setting(0, "Demonstration samples per update (0: all).", ge=0)
+    num_epoch: Optional[int] = setting(None, "Passes over them per update (null: 3).", ge=1,
+                                       le=MAX_EPOCHS)
+    batch_size: Optional[int] = setting(None, "Samples per gradient step (null: the "
+                                              "trainer's batch_size).", ge=1, le=MAX_BATCH)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.demo_path:
+            raise TrainerConfigError("demo_path is required: a .demo file or a folder of them",
+                                     key="demo_path", value=self.demo_path)
 
 
 class HyperparamSettings(Settings):
@@ -198,6 +286,8 @@ class TrainerSettings(Settings):
                                 le=MAX_STEPS_PER_TRAJECTORY)
     summary_freq: int = setting(50000, "Agent steps between summaries.", ge=1)
     threaded: bool = setting(False, "Update while the environment steps (accepted, unused).")
+    behavioral_cloning: Optional[BehavioralCloningSettings] = setting(
+        None, "Behavioral cloning from demonstrations beside RL; null for none.")
 
     def checkpoint_every(self) -> int:
         """Agent steps between checkpoints. Read when training starts, not at load time, so
@@ -214,7 +304,8 @@ class TrainerSettings(Settings):
                                      key="network_settings.memory.sequence_length",
                                      value=memory.sequence_length)
         if not self.reward_signals:  # nothing to learn from: every trajectory would fail
-            raise TrainerConfigError("at least one reward signal is needed (allowed: extrinsic)",
+            raise TrainerConfigError("at least one reward signal is needed (built in: "
+                                     "extrinsic, curiosity, rnd, gail)",
                                      key="reward_signals", value=self.reward_signals)
 
 

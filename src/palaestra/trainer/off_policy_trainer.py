@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from palaestra.buffer import AgentBuffer, ReplayBuffer, rewards_key
-from palaestra.optimizer import RewardSignal
+from palaestra.reward_signals import RewardSignal
 from palaestra.settings import OffPolicyHyperparamSettings, TrainerSettings
 from palaestra.trainer.rl_trainer import H, RLTrainer
 from palaestra.trainer.run_context import RunContext
@@ -58,6 +58,14 @@ class OffPolicyTrainer(RLTrainer[H]):
             self._update_end_episode_stats(agent, self.optimizer)
         return buffer
 
+    def refresh_learned_rewards(self, batch: AgentBuffer) -> None:
+        """A learned signal's rewards (curiosity, GAIL, ...) as its model judges them now,
+        not as it did when the steps entered the replay buffer, as ML-Agents' SAC does: a
+        discriminator's early verdicts would otherwise be learned from for the whole run."""
+        for name, signal in self.optimizer.reward_signals.items():
+            if type(signal).update is not RewardSignal.update:
+                batch[rewards_key(name)] = signal.evaluate(batch) * signal.strength
+
     # -- the replay buffer in checkpoints (save_replay_buffer) --------------------------------
     def buffer_to_save(self) -> Optional[ReplayBuffer]:
         """With `save_replay_buffer`, the replay buffer is part of every checkpoint (a file the
@@ -103,6 +111,7 @@ class OffPolicyTrainer(RLTrainer[H]):
         updated = False
         while self._updates_due(self.update_steps, hp.steps_per_update):
             batch = self.update_buffer.sample_mini_batch(hp.batch_size, self.rng)
+            self.refresh_learned_rewards(batch)
             result = self.optimizer.update(batch, hp.batch_size)
             self.check_finite(result, weights=False)
             for key, value in result.items():
@@ -119,6 +128,9 @@ class OffPolicyTrainer(RLTrainer[H]):
                 for key, value in self.optimizer.update_reward_signals(batch).items():
                     stats[key].append(value)
             self.reward_signal_update_steps += 1
+        if updated and self.optimizer.bc_module is not None:
+            for key, value in self.optimizer.bc_module.update().items():
+                stats[key].append(value)
         for key, values in stats.items():
             self.stats_reporter.add_stat(key, float(np.mean(values)))
         return updated

@@ -143,11 +143,14 @@ class OnPolicyTrainer(RLTrainer[H]):
                 start = perf_counter()
                 result = self.optimizer.update(batch, num_sequences)
                 add("gradient_step", perf_counter() - start)
+                # each learned signal takes a step on the same minibatch, as in ML-Agents
+                result.update(self.optimizer.update_reward_signals(batch))
                 self.check_finite(result, weights=False)
                 for key, value in result.items():
                     stats[key].append(value)
-        for key, value in self.optimizer.update_reward_signals(buffer).items():
-            stats[key].append(value)
+        if self.optimizer.bc_module is not None:
+            for key, value in self.optimizer.bc_module.update().items():
+                stats[key].append(value)
         self.check_finite()
         for key, values in stats.items():
             self.stats_reporter.add_stat(key, float(np.mean(values)))

@@ -67,7 +67,7 @@ def steps(infos: Sequence[Any], spec: BehaviorSpec, name: str
     done = np.fromiter((i.done for i in infos), bool, len(infos))
     deciding = np.flatnonzero(~done)
     ending = np.flatnonzero(done)
-    obs = [_observations(infos, k, o, name) for k, o in enumerate(spec.observation_specs)]
+    obs = [observations(infos, k, o, name) for k, o in enumerate(spec.observation_specs)]
     reward = np.fromiter((i.reward for i in infos), np.float32, len(infos))
     ids = np.fromiter((i.id for i in infos), np.int64, len(infos))
     groups = np.fromiter((i.group_id for i in infos), np.int64, len(infos))
@@ -77,7 +77,7 @@ def steps(infos: Sequence[Any], spec: BehaviorSpec, name: str
                                     "infinite (agent ids "
                                     f"{ids[~(np.isfinite(reward) & np.isfinite(group_reward))]})")
     has_groups = bool(groups.any())
-    mask = _allowed_actions(infos, deciding, spec.action_spec)
+    mask = allowed_actions(infos, deciding, spec.action_spec)
     decision = DecisionSteps([o[deciding] for o in obs], reward[deciding], ids[deciding], mask,
                              groups[deciding] if has_groups else None,
                              group_reward[deciding] if has_groups else None)
@@ -88,7 +88,10 @@ def steps(infos: Sequence[Any], spec: BehaviorSpec, name: str
     return decision, terminal, deciding.tolist()
 
 
-def _observations(infos: Sequence[Any], k: int, spec: ObservationSpec, name: str) -> np.ndarray:
+def observations(infos: Sequence[Any], k: int, spec: ObservationSpec, name: str) -> np.ndarray:
+    """Observation `k` of every info in `infos` as one float32 array (len(infos), *spec.shape),
+    channels last; PNG-compressed ones decoded. Used for step batches and for demonstration
+    files (`palaestra.demo`), which hold the same protos."""
     vectors = _vectors(infos, k, spec)
     if vectors is not None:
         out = vectors
@@ -191,8 +194,8 @@ def decode_png_observation(obs: Any, name: str) -> np.ndarray:
     return channels.astype(np.float32)
 
 
-def _allowed_actions(infos: Sequence[Any], deciding: np.ndarray, spec: ActionSpec
-                     ) -> Optional[np.ndarray]:
+def allowed_actions(infos: Sequence[Any], deciding: np.ndarray, spec: ActionSpec
+                    ) -> Optional[np.ndarray]:
     """(n, sum of branches) True = allowed, from Unity's masks (True = NOT allowed); None when
     no deciding agent masks anything. A mask of the wrong length masks nothing, as in
     ML-Agents."""

@@ -79,3 +79,4 @@ setattr(make_gym_env, "metadata", CoreGymEnv.metadata)
 from palaestra.envs.builtin import basic, gridworld  # noqa: E402,F401
 from palaestra.envs.builtin import ball3d  # noqa: E402,F401
 from palaestra.envs.builtin import dungeon_escape  # noqa: E402,F401
+from palaestra.envs.builtin import pyramids  # noqa: E402,F401

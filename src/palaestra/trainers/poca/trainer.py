@@ -70,7 +70,8 @@ class POCATrainer(OnPolicyTrainer[POCASettings]):
             rewards = signal.evaluate(buffer) * signal.strength
             buffer[rewards_key(name)] = rewards
             sums[name] = np.add.reduceat(rewards, starts)
-            returns = trajectories_gae(rewards, v, value_next[name] * (1.0 - stop), ends,
+            keep = optimizer.bootstrap_keep(stop)[name]
+            returns = trajectories_gae(rewards, v, value_next[name] * keep, ends,
                                        signal.gamma, self.hyperparameters.lambd) + v
             buffer[returns_key(name)] = returns
             buffer[advantage_key(name)] = returns - b

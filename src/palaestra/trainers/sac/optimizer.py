@@ -4,7 +4,8 @@ and Applications") for continuous, discrete (branches) and hybrid actions.
 Discrete branches use exact expectations over their actions (Christodoulou 2019) instead of
 samples. Each branch has its own entropy coefficient and target entropy (0.2 log n_b), the
 continuous part one coefficient with target -(continuous size), as ML-Agents does. Targets
-bootstrap unless the episode really ended (a time-limit cut still has a future).
+bootstrap unless the episode really ended (a time-limit cut still has a future; curiosity's
+and RND's values bootstrap always, as ML-Agents does).
 """
 import copy
 import math
@@ -161,8 +162,9 @@ class TorchSACOptimizer(TorchOptimizer):
         cont = torch.as_tensor(batch[BufferKey.CONTINUOUS_ACTION], dtype=torch.float32,
                                device=device)
         disc = torch.as_tensor(batch[BufferKey.DISCRETE_ACTION], dtype=torch.long, device=device)
-        terminal = torch.as_tensor(batch[BufferKey.DONE] * (1.0 - batch[BufferKey.INTERRUPTED]),
-                                   dtype=torch.float32, device=device)
+        terminal = batch[BufferKey.DONE] * (1.0 - batch[BufferKey.INTERRUPTED])
+        keep = {name: torch.as_tensor(k, dtype=torch.float32, device=device)
+                for name, k in self.bootstrap_keep(terminal).items()}
         with torch.no_grad():
             next_cont, next_logp, next_branch_logp = self._policy_terms(next_obs, None,
                                                                         next_noise)
@@ -173,7 +175,7 @@ class TorchSACOptimizer(TorchOptimizer):
                                          next_branch_logp, alpha)
                 reward = torch.as_tensor(batch[rewards_key(name)], dtype=torch.float32,
                                          device=device)
-                targets[name] = reward + self.gammas[name] * (1.0 - terminal) * value
+                targets[name] = reward + self.gammas[name] * keep[name] * value
         q1, q2 = self.critic(obs, cont)
         q1_losses, q2_losses = [], []
         for name, target in targets.items():
