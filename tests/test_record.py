@@ -144,3 +144,13 @@ def test_a_trained_run_is_recorded_as_play_plays_it(basic_run, tmp_path, capsys)
     # the actions are the policy's own
     acted = policy.act(demo.buffer[obs_key(0)], deterministic=True)
     np.testing.assert_array_equal(demo.buffer[BufferKey.DISCRETE_ACTION], acted)
+
+
+def test_the_output_folder_is_made_and_a_file_in_its_way_is_named(tmp_path):
+    from palaestra.record import check_output
+
+    out = tmp_path / "demos" / "sub" / "expert.demo"
+    assert check_output(str(out), force=False) == str(out) and out.parent.is_dir()
+    (tmp_path / "blocker").write_text("x")
+    with pytest.raises(PalaestraError, match="cannot make the folder"):
+        check_output(str(tmp_path / "blocker" / "expert.demo"), force=False)

@@ -373,3 +373,51 @@ def test_mlagents_release_configs_with_these_keys_load(tmp_path, name):
         assert settings.reward_signals[RewardSignalType.GAIL].network_settings \
             .hidden_units == 128
         assert settings.behavioral_cloning.steps == 150000
+
+
+def test_poca_learns_a_value_and_baseline_per_signal_with_rnd_and_cloning(tmp_path):
+    """POCA with a learned signal beside the group reward, and SAC with cloning: every trainer
+    type of palaestra takes them (the stats are what ML-Agents writes)."""
+    import yaml
+
+    from palaestra.envs.builtin import make_builtin
+
+    env = make_builtin("DungeonEscape", 1, seed=0)
+    spec = env.behavior_specs["DungeonEscape"]
+    rng = np.random.default_rng(0)
+    branches = spec.action_spec.discrete_branches
+    write_demonstration(tmp_path / "d.demo", spec, [Episode(
+        obs=[rng.normal(size=(6, *o.shape)).astype(np.float32) for o in spec.observation_specs],
+        rewards=np.zeros(5, np.float32),
+        discrete=np.stack([rng.integers(0, n, 5) for n in branches], 1))
+        for _ in range(3)])
+    config = {"behaviors": {"DungeonEscape": {
+        "trainer_type": "poca",
+        "hyperparameters": {"batch_size": 128, "buffer_size": 512, "num_epoch": 1},
+        "network_settings": {"hidden_units": 16, "num_layers": 1},
+        "reward_signals": {"extrinsic": {}, "rnd": {"strength": 0.01,
+                                                    "network_settings": {"hidden_units": 16}}},
+        "behavioral_cloning": {"demo_path": str(tmp_path / "d.demo"), "strength": 0.5},
+        "max_steps": 1500, "summary_freq": 500, "time_horizon": 32}},
+        "env_settings": {"env_path": "DungeonEscape", "num_envs": 4, "seed": 1}}
+    path = tmp_path / "poca.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert learn(str(path), "--results-dir", str(tmp_path), "--run-id", "r") == 0
+    series = scalars(str(tmp_path / "r" / "DungeonEscape"))
+    for tag in ("Policy/Rnd Value Estimate", "Policy/Rnd Baseline Estimate", "Losses/RND Loss",
+                "Losses/Pretraining Loss"):
+        assert series.get(tag), tag
+
+
+def test_sac_clones_demonstrations_beside_its_updates(tmp_path):
+    demo = _walk_right_demo(tmp_path / "expert.demo")
+    config = _basic_config(
+        tmp_path, "sac", "      extrinsic: {strength: 1.0, gamma: 0.9}",
+        extra=f"    behavioral_cloning: {{demo_path: '{demo}', strength: 1.0, "
+              "samples_per_update: 64}", steps=1500,
+        hyper="{batch_size: 64, buffer_size: 5000, buffer_init_steps: 200, "
+              "steps_per_update: 4}")
+    results = tmp_path / "results"
+    assert learn(config, "--run-id", "s", "--results-dir", str(results)) == 0
+    losses = [v for _, v in scalars(str(results / "s" / "Basic"))["Losses/Pretraining Loss"]]
+    assert losses and losses[-1] < losses[0], losses

@@ -114,14 +114,18 @@ def record(model: Optional[str] = None, *, output: str, episodes: int = 10,
 
 def check_output(output: str, force: bool) -> str:
     """The output file, checked before anything runs: a `.demo` name (ML-Agents reads no
-    other), in a folder that exists, not replacing a file unless `force`."""
+    other), not replacing a file unless `force`. Missing folders of the path are made, as
+    `-o demos/Expert.demo` in the docs asks (the user's own path)."""
     output = os.fspath(output)
     if not output.endswith(".demo"):
         raise PalaestraError(f"-o {output}: the file name must end in .demo (ML-Agents reads "
                              "demonstrations only from such files).")
     folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise PalaestraError(f"-o {output}: the folder {folder} does not exist.")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise PalaestraError(f"-o {output}: cannot make the folder {folder} "
+                             f"({exc.strerror or exc}).") from None
     if os.path.isdir(output):
         raise PalaestraError(f"-o {output} is a folder; give a file name ending in .demo.")
     if os.path.lexists(output) and not force:

@@ -89,3 +89,18 @@ class Canvas:
         cross = (edge[:, 0, None, None] * (ys - p[:, 1, None, None])
                  - edge[:, 1, None, None] * (xs - p[:, 0, None, None]))  # (k, h, w)
         view[(cross >= 0).all(axis=0) | (cross <= 0).all(axis=0)] = colour
+
+
+MIN_CELL = 8  # pixels: a grid cell is never drawn smaller
+
+
+def grid_canvas(cells: int, side: int, floor: Colour, lines: Colour, line_width: float
+                ) -> Tuple[Canvas, int]:
+    """A square board of `cells` x `cells` about `side` pixels wide, its cell lines drawn;
+    returns it with the cell size in pixels (GridWorld, Pyramids)."""
+    cell = max(MIN_CELL, side // cells)
+    canvas = Canvas(cells * cell, cells * cell, floor)
+    for i in range(cells + 1):
+        canvas.line(i * cell, 0, i * cell, cells * cell, line_width, lines)
+        canvas.line(0, i * cell, cells * cell, i * cell, line_width, lines)
+    return canvas, cell

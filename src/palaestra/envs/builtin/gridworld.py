@@ -25,7 +25,7 @@ import numpy as np
 
 from palaestra.envs.base import ActionSpec, ActionTuple, ObservationKind, ObservationSpec
 from palaestra.envs.builtin import register_builtin
-from palaestra.envs.builtin.draw import Canvas
+from palaestra.envs.builtin.draw import grid_canvas
 from palaestra.envs.vector_core import VectorCore
 
 NOOP, UP, DOWN, LEFT, RIGHT = range(5)
@@ -37,7 +37,7 @@ GOAL_REWARD = 1.0
 PIT_REWARD = -1.0
 
 # Frames (`render`): ML-Agents' look, a green plus for the goal and a red cross for the pit
-FRAME_SIDE, MIN_CELL = 200, 8  # pixels: the grid's side (about), and its cells' at least
+FRAME_SIDE = 200  # pixels: the grid's side (about)
 FLOOR, GRID = (225, 228, 232), (120, 125, 135)
 GOAL_COLOUR, PIT_COLOUR, AGENT_COLOUR = (40, 170, 70), (210, 50, 50), (50, 90, 220)
 
@@ -108,11 +108,7 @@ class GridWorldCore(VectorCore):
         """Agent `agent`'s grid seen from above, about 200 x 200 (rows top = largest y, as the
         visual observation): goal a green plus, pit a red cross, the agent a blue square."""
         g = self.size
-        cell = max(MIN_CELL, FRAME_SIDE // g)
-        canvas = Canvas(g * cell, g * cell, FLOOR)
-        for i in range(g + 1):
-            canvas.line(i * cell, 0, i * cell, g * cell, 2.0, GRID)
-            canvas.line(0, i * cell, g * cell, i * cell, 2.0, GRID)
+        canvas, cell = grid_canvas(g, FRAME_SIDE, FLOOR, GRID, 2.0)
         arm, width = 0.32 * cell, max(2.0, 0.14 * cell)
 
         def centre(xy: np.ndarray) -> Tuple[float, float]:

@@ -38,7 +38,7 @@ import numpy as np
 
 from palaestra.envs.base import ActionSpec, ActionTuple, ObservationKind, ObservationSpec
 from palaestra.envs.builtin import register_builtin
-from palaestra.envs.builtin.draw import Canvas
+from palaestra.envs.builtin.draw import grid_canvas
 from palaestra.envs.vector_core import VectorCore
 
 STAY, UP, DOWN, LEFT, RIGHT = range(5)
@@ -48,7 +48,7 @@ PYRAMID_REWARD = 2.0
 NO_PYRAMID = -1  # `pyramid` of an agent whose switch is still off
 
 # Frames (`render`): the floor from above, cells of about 20 pixels (top row = largest y)
-FRAME_SIDE, MIN_CELL = 280, 8
+FRAME_SIDE = 280  # pixels: the floor's side (about)
 WALL, FLOOR, GRID = (85, 80, 75), (225, 220, 205), (205, 200, 185)
 SWITCH_OFF, SWITCH_ON = (190, 40, 40), (40, 170, 70)
 PYRAMID_COLOUR, AGENT_COLOUR = (235, 185, 20), (50, 90, 220)
@@ -190,11 +190,7 @@ class PyramidsCore(VectorCore):
         the switch a square (red while off, green once on), the pyramid a gold triangle once
         spawned, the agent a blue disc drawn over whatever it stands on."""
         s = self.side
-        cell = max(MIN_CELL, FRAME_SIDE // s)
-        canvas = Canvas(s * cell, s * cell, FLOOR)
-        for i in range(s + 1):
-            canvas.line(i * cell, 0, i * cell, s * cell, 1.0, GRID)
-            canvas.line(0, i * cell, s * cell, i * cell, 1.0, GRID)
+        canvas, cell = grid_canvas(s, FRAME_SIDE, FLOOR, GRID, 1.0)
         for x, y in np.argwhere(~self.free):
             canvas.rect(x * cell, (s - 1 - y) * cell, (x + 1) * cell, (s - y) * cell, WALL)
 
