@@ -264,7 +264,7 @@ def _entry_point(value):
     return metadata.EntryPoint("visit_count", value, "palaestra.reward_signal")
 
 
-def test_a_plugin_reward_signal_trains_through_its_entry_point(tmp_path, monkeypatch):
+def test_a_plugin_reward_signal_trains_through_its_entry_point(tmp_path, monkeypatch, capsys):
     import palaestra.reward_signals.registry as registry
 
     ep = _entry_point("test_reward_signals:get_visit_count_signal")
@@ -279,6 +279,12 @@ def test_a_plugin_reward_signal_trains_through_its_entry_point(tmp_path, monkeyp
     assert "Policy/Visit_count Reward" in series and "Policy/Visited States" in series
     resolved = (results / "p" / "configuration.yaml").read_text()
     assert "visit_count" in resolved and "bonus: 2.0" in resolved
+    from palaestra.cli import main
+
+    capsys.readouterr()
+    assert main(["trainers"]) == 0
+    listed = capsys.readouterr().out
+    assert "reward signals: curiosity (palaestra)" in listed and "visit_count (" in listed
 
 
 def test_broken_reward_signal_plugins_are_reported_and_skipped():

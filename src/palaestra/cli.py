@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"palaestra {installed}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _learn_parser(sub)
-    sub.add_parser("trainers", help="List installed trainer types and their packages.")
+    sub.add_parser("trainers", help="List installed trainer types and reward signals, and their "
+                                    "packages.")
     _play_parser(sub)
     _record_parser(sub)
     _plot_parser(sub)
@@ -303,6 +304,13 @@ def run_trainers() -> int:
     for failure in registry.failures:
         print(f"broken plugin: entry point '{failure.entry_point}' of {failure.distribution}: "
               f"{failure.error}")
+    from palaestra.reward_signals.registry import RewardSignalRegistry
+
+    signals = RewardSignalRegistry.installed()
+    print("reward signals: " + ", ".join(f"{name} ({signals.origins[name]})"
+                                         for name in signals.names()))
+    for failure in signals.failures:
+        print(f"broken reward signal plugin: {failure}")
     return 0
 
 
