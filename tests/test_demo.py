@@ -431,3 +431,14 @@ def test_a_demonstration_that_does_not_fit_the_behavior(tmp_path, good):
     with pytest.raises(DemonstrationError, match=f"{other_path} does not fit: .*; "
                                                  f"{path} has observations"):
         load_demonstrations(tmp_path)
+
+
+def test_demonstrations_without_a_row_are_refused_by_their_users(tmp_path):
+    """A file whose one step makes no (observation, action) row loads with an empty buffer;
+    GAIL and cloning, which sample from it, refuse it with the files named."""
+    path = tmp_path / "one.demo"
+    path.write_bytes(header(steps=1) + hybrid_brain() + hand_pair([1, 2], [[0, 0], [0, 0]], 0.0))
+    demos = load_demonstrations(path)
+    assert demos.buffer.num_experiences == 0
+    with pytest.raises(DemonstrationError, match="behavioral_cloning: .*one.demo hold no step"):
+        demos.rows("behavioral_cloning")

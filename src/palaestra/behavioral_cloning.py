@@ -47,7 +47,7 @@ class BCModule:
         self.optimizer = Adam(policy.actor.parameters(), lr=max(self.current_lr,
                                                                 MIN_LEARNING_RATE))
         self.demonstrations = load_demonstrations(settings.demo_path, policy.behavior_spec)
-        self.buffer: AgentBuffer = self.demonstrations.buffer
+        self.buffer: AgentBuffer = self.demonstrations.rows("behavioral_cloning")
         self.batch_size = min(settings.batch_size or default_batch_size,
                               self.buffer.num_experiences)
         self.num_epoch = settings.num_epoch or DEFAULT_NUM_EPOCH

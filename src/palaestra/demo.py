@@ -96,6 +96,15 @@ class Demonstrations:
     metas: List[DemonstrationMeta] = field(default_factory=list)
     returns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
+    def rows(self, user: str) -> AgentBuffer:
+        """The buffer, for a `user` (GAIL, cloning) that samples from it: refused when it holds
+        no row (every recorded step ended an episode)."""
+        if not self.buffer.num_experiences:
+            raise DemonstrationError(f"{user}: the demonstrations in {', '.join(self.files)} "
+                                     "hold no step to learn from (every recorded step ends "
+                                     "an episode).")
+        return self.buffer
+
 
 @dataclass
 class Episode:

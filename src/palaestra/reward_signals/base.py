@@ -46,6 +46,12 @@ class RewardSignal(abc.ABC):
         """Train the signal's own model, if any; returns stats."""
         return {}
 
+    @property
+    def learns(self) -> bool:
+        """Whether the signal has a model of its own (it overrides `update`): its rewards
+        change as it learns, so trainers give it batches and ask it again."""
+        return type(self).update is not RewardSignal.update
+
     def get_modules(self) -> Dict[str, Any]:
         return {}
 

@@ -104,6 +104,7 @@ class GAILRewardSignal(RewardSignal):
         self.discriminator = Discriminator(behavior_spec, settings)
         self.optimizer = Adam(self.discriminator.parameters(), lr=settings.learning_rate)
         self.demonstrations = load_demonstrations(settings.demo_path, behavior_spec)
+        self.expert = self.demonstrations.rows(f"reward_signals.{name}")
         self.rng = np.random.default_rng(0)
 
     def evaluate(self, buffer: AgentBuffer) -> np.ndarray:
@@ -121,8 +122,7 @@ class GAILRewardSignal(RewardSignal):
 
     def update(self, buffer: AgentBuffer) -> Dict[str, float]:
         disc = self.discriminator
-        expert_batch = self.demonstrations.buffer.sample_mini_batch(buffer.num_experiences,
-                                                                    self.rng)
+        expert_batch = self.expert.sample_mini_batch(buffer.num_experiences, self.rng)
         agent, expert = disc.inputs(buffer), disc.inputs(expert_batch)
         # the observation normaliser follows the demonstrations only, as in ML-Agents
         disc.encoder.encoder.update_normalization(expert)

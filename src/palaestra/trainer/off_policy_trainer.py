@@ -10,7 +10,6 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from palaestra.buffer import AgentBuffer, ReplayBuffer, rewards_key
-from palaestra.reward_signals import RewardSignal
 from palaestra.settings import OffPolicyHyperparamSettings, TrainerSettings
 from palaestra.trainer.rl_trainer import H, RLTrainer
 from palaestra.trainer.run_context import RunContext
@@ -63,7 +62,7 @@ class OffPolicyTrainer(RLTrainer[H]):
         not as it did when the steps entered the replay buffer, as ML-Agents' SAC does: a
         discriminator's early verdicts would otherwise be learned from for the whole run."""
         for name, signal in self.optimizer.reward_signals.items():
-            if type(signal).update is not RewardSignal.update:
+            if signal.learns:
                 batch[rewards_key(name)] = signal.evaluate(batch) * signal.strength
 
     # -- the replay buffer in checkpoints (save_replay_buffer) --------------------------------
@@ -120,8 +119,7 @@ class OffPolicyTrainer(RLTrainer[H]):
             updated = True
         signal_ratio = hp.reward_signal_steps_per_update or hp.steps_per_update
         # A batch only for signals with a model to train (the extrinsic one has none).
-        learning = any(type(signal).update is not RewardSignal.update
-                       for signal in self.optimizer.reward_signals.values())
+        learning = any(signal.learns for signal in self.optimizer.reward_signals.values())
         while self._updates_due(self.reward_signal_update_steps, signal_ratio):
             if learning:
                 batch = self.update_buffer.sample_mini_batch(hp.batch_size, self.rng)
