@@ -87,6 +87,28 @@ def test_a_gymnasium_scripted_policy_records_clipped_continuous_actions(tmp_path
     np.testing.assert_allclose(demo.returns, result.returns, rtol=1e-5)
 
 
+def stay(obs, action_mask):
+    """Branch 0, action 0 for every agent (the test PettingZoo scene's predators)."""
+    return np.zeros((obs[0].shape[0], 1), np.int64)
+
+
+def test_a_pettingzoo_behavior_is_recorded_and_loads_for_its_own_spec(tmp_path):
+    from palaestra.envs import make_environment
+
+    out = tmp_path / "predator.demo"
+    result = record(policy=stay, env="pettingzoo:pz_envs_for_tests:TeamsEnv",
+                    behavior="predator", episodes=3, output=str(out), seed=1)
+    env = make_environment("pettingzoo:pz_envs_for_tests:TeamsEnv")
+    try:
+        spec = env.behavior_specs["predator"]
+    finally:
+        env.close()
+    demo = load_demonstrations(out, spec)
+    assert demo.episodes == 3 and demo.behavior_name == "predator"
+    assert not demo.buffer[BufferKey.DISCRETE_ACTION].any()
+    np.testing.assert_allclose(demo.returns, result.returns, rtol=1e-5)
+
+
 def test_record_refuses_what_it_cannot_do(tmp_path, capsys):
     out = str(tmp_path / "x.demo")
     cases = [
