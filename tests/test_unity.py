@@ -278,3 +278,52 @@ def test_play_runs_a_policy_in_the_unity_build_it_was_trained_on(tmp_path):
     result = play(str(tmp_path / "p"), episodes=4)
     assert len(result.returns["3DBall"]) == 4 and result.steps > 0
     assert all(-1.0 <= r <= 100.0 for r in result.returns["3DBall"])
+
+
+def test_a_behavior_that_appears_mid_run_gets_a_trainer(tmp_path, caplog):
+    """A scene that spawns agents of a second behavior after 40 steps: palaestra makes its
+    trainer then (as ML-Agents does), and it trains and checkpoints beside the first. Without
+    settings for it (no entry, no default_settings) the run goes on and says why it acts with
+    zeros."""
+    config = tmp_path / "two.yaml"
+    config.write_text(yaml.safe_dump({"behaviors": {
+        "3DBall": {"trainer_type": "ppo", "max_steps": 3000, "summary_freq": 1000,
+                   "hyperparameters": {"batch_size": 64, "buffer_size": 512}},
+        "Late": {"trainer_type": "ppo", "max_steps": 300, "summary_freq": 100,
+                 "hyperparameters": {"batch_size": 16, "buffer_size": 64}}}}))
+    assert learn(str(config), "--env", BUILD, "--run-id", "late", "--results-dir",
+                 str(tmp_path), "--base-port", str(free_port()), "--no-graphics",
+                 "--env-args", "--agents", "4", "--late-behavior-after", "40") == 0
+    late = tmp_path / "late" / "Late"
+    assert (late / "checkpoint.pt").exists()
+    assert scalars(str(late))["Environment/Cumulative Reward"]
+    log = (tmp_path / "late" / "run_logs" / "Player-0.log").read_text()
+    assert "behavior Late appears at step 40" in log and "PROTOCOL VIOLATION" not in log
+
+    del_late = tmp_path / "one.yaml"
+    del_late.write_text(yaml.safe_dump({"behaviors": {"3DBall": {
+        "trainer_type": "ppo", "max_steps": 1000, "summary_freq": 500,
+        "hyperparameters": {"batch_size": 64, "buffer_size": 512}}}}))
+    caplog.set_level("ERROR")
+    assert learn(str(del_late), "--env", BUILD, "--run-id", "unset", "--results-dir",
+                 str(tmp_path), "--base-port", str(free_port()), "--no-graphics",
+                 "--env-args", "--agents", "4", "--late-behavior-after", "10") == 0
+    assert not (tmp_path / "unset" / "Late").exists()
+    assert any("Behavior Late appeared during the run but cannot be trained" in r.getMessage()
+               for r in caplog.records)
+    log = (tmp_path / "unset" / "run_logs" / "Player-0.log").read_text()
+    assert "PROTOCOL VIOLATION" not in log and log.rstrip().endswith("exit 0")
+
+    # a name that would put its folder outside the run's: refused the same way, nothing written
+    caplog.clear()
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(yaml.safe_dump({"default_settings": {
+        "trainer_type": "ppo", "max_steps": 1000, "summary_freq": 500,
+        "hyperparameters": {"batch_size": 64, "buffer_size": 512}}}))
+    assert learn(str(hostile), "--env", BUILD, "--run-id", "hostile", "--results-dir",
+                 str(tmp_path), "--base-port", str(free_port()), "--no-graphics",
+                 "--env-args", "--agents", "4", "--late-behavior-after", "10",
+                 "--late-behavior-name", "../escape") == 0
+    assert not (tmp_path / "escape").exists()
+    assert any("Behavior ../escape appeared during the run but cannot be trained" in
+               r.getMessage() for r in caplog.records)

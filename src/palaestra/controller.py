@@ -12,14 +12,14 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Set, Type
 
 from palaestra.accel import Accel
 from palaestra.agent_processor import AgentProcessor
 from palaestra.atomic import atomic_write_text
 from palaestra.env_manager import EnvManager
 from palaestra.envs.base import BaseEnv, BehaviorSpec
-from palaestra.exception import NonFiniteError, TrainerConfigError
+from palaestra.exception import NonFiniteError, PalaestraError, TrainerConfigError
 from palaestra.describe import describe_error
 from palaestra.registry import TrainerRegistry
 from palaestra.settings import RunOptions
@@ -51,6 +51,7 @@ class TrainerController:
         # behavior runs max_steps steps from where its checkpoint left it (or until Ctrl-C).
         self.inference = options.checkpoint_settings.inference
         self._first_step: Dict[str, int] = {}
+        self._untrained: Set[str] = set()  # behaviors that appeared mid-run without settings
 
     def _create_trainers(self) -> None:
         unknown = set(self.options.behaviors) - set(self.env_manager.env.behavior_specs)
@@ -58,12 +59,33 @@ class TrainerController:
             logger.warning("Behaviors configured but not in the environment (ignored): %s. The "
                            "environment has: %s", ", ".join(sorted(unknown)),
                            ", ".join(self.env_manager.env.behavior_specs))
-        check_behavior_folders(list(self.env_manager.env.behavior_specs))
-        for name, spec in self.env_manager.env.behavior_specs.items():
+        self._create_new_trainers()
+
+    def _create_new_trainers(self) -> None:
+        """A trainer for each behavior of the environment that has none: all of them at the
+        start, and later a Unity behavior whose agents first appear in the middle of a run
+        (a spawned prefab), as ML-Agents makes its trainers when behaviors first report."""
+        specs = self.env_manager.env.behavior_specs
+        new = [name for name in specs if name not in self.trainers
+               and name not in self._untrained]
+        if not new:
+            return
+        if not self.trainers:  # the start: any fault ends the run before it writes
+            check_behavior_folders(new)
+            for name in new:
+                try:
+                    self._create_trainer(name, specs[name])
+                except TrainerConfigError as exc:  # e.g. a plugin refusing this environment
+                    raise TrainerConfigError(f"behaviors.{name}: {exc}") from None
+            return
+        for name in new:  # mid-run: the others train on; one that cannot acts with zeros
             try:
-                self._create_trainer(name, spec)
-            except TrainerConfigError as exc:  # e.g. a plugin refusing this environment
-                raise TrainerConfigError(f"behaviors.{name}: {exc}") from None
+                check_behavior_folders([*self.trainers, name])
+                self._create_trainer(name, specs[name])
+            except PalaestraError as exc:  # no settings for it, an unsafe name, ...
+                self._untrained.add(name)
+                logger.error("Behavior %s appeared during the run but cannot be trained: %s. "
+                             "Its agents act with zero actions.", name, exc)
 
     def _create_trainer(self, name: str, spec: BehaviorSpec) -> None:
         ckpt = self.options.checkpoint_settings
@@ -174,6 +196,10 @@ class TrainerController:
     def _loop(self) -> None:
         trainers = list(self.trainers.values())
         while not self._stop_requested and self._running():
+            if len(self.env_manager.env.behavior_specs) != \
+                    len(self.trainers) + len(self._untrained):
+                self._create_new_trainers()
+                trainers = list(self.trainers.values())
             try:
                 self.env_manager.advance()
             except (NonFiniteError, StopRequested):

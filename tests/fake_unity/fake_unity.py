@@ -43,7 +43,7 @@ EDITOR_PORT_ENV = "FAKE_UNITY_EDITOR_PORT"
 UNITY_PACKAGE_VERSION = "3.0.0-fake"
 MAX_MESSAGE_BYTES = 64 << 20
 EXIT_CLOSED, EXIT_LOST, EXIT_VIOLATION, EXIT_CRASH = 0, 1, 2, 3
-AGENT_ID_BASE = {"ball": 1000, "Visual": 2000, "Hybrid": 3000, "Group": 4000}
+AGENT_ID_BASE = {"ball": 1000, "Visual": 2000, "Hybrid": 3000, "Group": 4000, "Late": 5000}
 ZOO_IMAGE_SIZE = 16
 GROUP_ID, GROUP_REWARD, GROUP_EPISODE = 7, 0.5, 5
 # aggregation codes of the Stats side channel (0 is AVERAGE)
@@ -290,6 +290,9 @@ class Academy:
         self.parameters: Dict[str, float] = {}
         self.announced: Set[str] = set()  # behaviors whose brain parameters were sent
         self.resets = self.steps = 0
+        # (step, behavior): a behavior whose agents first appear at that step (a prefab
+        # spawned in the middle of a scene)
+        self.late: Optional[Tuple[int, Behavior]] = None
 
     def apply(self, rl_input: Any) -> Any:
         """The output of the Academy step that `rl_input` (a RESET or STEP) causes."""
@@ -314,7 +317,14 @@ class Academy:
             raise ProtocolViolation(f"actions for behaviors never reported: {unknown}")
         for name, behavior in self.behaviors.items():
             behavior.check(agent_actions[name].value if name in agent_actions else [])
-        return {name: b.step(agent_actions[name].value) for name, b in self.behaviors.items()}
+        infos = {name: b.step(agent_actions[name].value) for name, b in self.behaviors.items()}
+        if self.late is not None and self.steps >= self.late[0]:
+            behavior = self.late[1]
+            self.late = None
+            self.log(f"behavior {behavior.name} appears at step {self.steps}")
+            self.behaviors[behavior.name] = behavior
+            infos[behavior.name] = behavior.reset()
+        return infos
 
     def output(self, infos: Dict[str, List[Any]]) -> Any:
         message = pb.UnityMessageProto(header=pb.HeaderProto(status=pb.STATUS_OK))
@@ -392,6 +402,10 @@ def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
     p.add_argument("--crash-marker", default=None)
     p.add_argument("--quit-after-steps", type=int, default=None)
     p.add_argument("--max-step", type=int, default=1000)
+    p.add_argument("--late-behavior-after", type=int, default=None,
+                   help="A second behavior (2 agents, 3 discrete actions) appears at this "
+                        "Academy step.")
+    p.add_argument("--late-behavior-name", default="Late")
     p.add_argument("--connect-timeout", type=float, default=60.0)
     args, unknown = p.parse_known_args(list(argv))  # Unity ignores arguments it doesn't know
     if args.agents < 1 or args.max_step < 1:
@@ -448,6 +462,11 @@ def handshake(args: argparse.Namespace, exchange: Any, log: Log
     if mismatch:  # like Unity: say so, and leave the refusal (a 400) to the trainer
         log(f"version mismatch: {mismatch}")
     academy = Academy(make_scene(args.scene, args.agents, areas, given.seed, args.max_step), log)
+    if args.late_behavior_after is not None:
+        late_ids = range(AGENT_ID_BASE["Late"], AGENT_ID_BASE["Late"] + 2)
+        academy.late = (args.late_behavior_after,
+                        ZooBehavior(args.late_behavior_name, late_ids, 0, (3,),
+                                    args.max_step, episode=10))
     return exchange(pb.UnityMessageProto(header=pb.HeaderProto(status=pb.STATUS_OK))), academy
 
 

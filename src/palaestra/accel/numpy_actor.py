@@ -25,7 +25,9 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
-    return x / (1.0 + np.exp(-x))
+    """x * sigmoid(x), written with tanh: exp(-x) overflows (with a warning) below x = -88,
+    where torch's silu quietly gives -0."""
+    return x * (0.5 + 0.5 * np.tanh(0.5 * x))
 
 
 _ACT = {Activation.TANH: np.tanh, Activation.RELU: lambda x: np.maximum(x, 0.0),

@@ -48,7 +48,6 @@ class UnityEnvironment(BaseEnv):
         self._instances: List[Optional[UnityInstance]] = []
         self._restarts: List[List[float]] = [[] for _ in range(settings.num_envs)]
         self._specs: Dict[str, BehaviorSpec] = {}
-        self._late: set = set()
         self._steps: Dict[str, Tuple[DecisionSteps, TerminalSteps]] = {}
         self._deciding: Dict[Tuple[int, str], int] = {}  # (instance, Unity name) -> agents
         self._actions: Dict[str, ActionTuple] = {}
@@ -191,7 +190,7 @@ class UnityEnvironment(BaseEnv):
     def _split_actions(self) -> Dict[int, Dict[str, List[Any]]]:
         """Each batch instance's actions, keyed by Unity's behavior names, one per deciding
         agent in the order of its last output (a behavior without actions from the trainer,
-        such as one that appeared late, acts with zeros)."""
+        such as one that appeared this step and has no trainer yet, acts with zeros)."""
         out: Dict[int, Dict[str, List[Any]]] = {i: {} for i in self._batch}
         offsets: Dict[str, int] = {}
         for i in self._batch:
@@ -251,17 +250,11 @@ class UnityEnvironment(BaseEnv):
                     spec = self._spec_of(instance, unity_name)
                     if spec is None:
                         continue
-                    if first:
-                        self._specs[name] = spec
-                    elif name not in self._late:
-                        self._late.add(name)
-                        logger.warning("Unity behavior %s appeared after training began: its "
-                                       "agents act with zero actions (palaestra makes its "
-                                       "trainers from the behaviors of the first reset).", name)
+                    self._specs[name] = spec
+                    if not first:  # the trainer controller makes its trainer (ML-Agents too)
+                        logger.info("Unity behavior %s appeared after training began.", name)
                 decision, terminal, deciding = decode.steps(infos, spec, name)
                 self._deciding[(i, unity_name)] = len(deciding)
-                if name in self._late:
-                    continue
                 decisions.setdefault(name, []).append(_globalise(decision, i, n))
                 terminals.setdefault(name, []).append(_globalise(terminal, i, n))
             for name, extra in self._extra_terminal.pop(i, {}).items():
@@ -317,7 +310,7 @@ class UnityEnvironment(BaseEnv):
         for unity_name, infos in old.infos.items():
             name = self._name(unity_name)
             spec = self._specs.get(name)
-            if spec is None or name in self._late:
+            if spec is None:
                 continue
             decision, _, _ = decode.steps(infos, spec, name)
             if len(decision):
