@@ -13,6 +13,34 @@ def learn(*args: str) -> int:
     return main(["learn", *args])
 
 
+def discrete_actions(*per_agent: int):
+    """One discrete branch: each agent's action, as the ActionTuple an environment takes."""
+    import numpy as np
+
+    from palaestra.envs.base import ActionTuple
+
+    disc = np.asarray(per_agent, np.int64).reshape(-1, 1)
+    return ActionTuple(np.zeros((len(disc), 0), np.float32), disc)
+
+
+def step_behavior(env, name: str, acts):
+    """Set one behavior's actions, step, and return its (decision, terminal) steps."""
+    env.set_actions(name, acts)
+    env.step()
+    return env.get_steps(name)
+
+
+def assert_seeded(rollout) -> None:
+    """`rollout(seed)` -> list of arrays: the same seed gives the same arrays, another seed
+    another first array."""
+    import numpy as np
+
+    first = rollout(3)
+    for x, y in zip(first, rollout(3)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(first[0], rollout(4)[0])
+
+
 def scalars(behavior_dir: str) -> Dict[str, List[Tuple[int, float]]]:
     """All scalar series of a behavior's event files, as (step, value) lists."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -4,24 +4,21 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from palaestra.envs import ActionTuple, ObservationKind, make_environment
+from palaestra.envs import ObservationKind, make_environment
 from palaestra.envs.builtin import BUILTIN_ENVS
 from palaestra.envs.builtin.basic import BasicCore
 from palaestra.exception import EnvironmentSetupError
+from helpers import discrete_actions, step_behavior
 
 STAY, LEFT, RIGHT = 0, 1, 2
 INF_BOX = "ignore:.*observation space (minimum|maximum) value is"  # vector obs are unbounded
 
 
-def actions(*per_agent):
-    disc = np.asarray(per_agent, np.int64).reshape(-1, 1)
-    return ActionTuple(np.zeros((len(disc), 0), np.float32), disc)
+actions = discrete_actions
 
 
 def act(env, acts):
-    env.set_actions("Basic", acts)
-    env.step()
-    return env.get_steps("Basic")
+    return step_behavior(env, "Basic", acts)
 
 
 def positions(obs):

@@ -5,24 +5,21 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from palaestra.envs import ActionTuple, ObservationKind, make_environment
+from palaestra.envs import ObservationKind, make_environment
 from palaestra.envs.builtin import BUILTIN_ENVS
 from palaestra.envs.builtin.gridworld import GridWorldCore
+from helpers import assert_seeded, discrete_actions, step_behavior
 
 NOOP, UP, DOWN, LEFT, RIGHT = range(5)
 DXY = {NOOP: (0, 0), UP: (0, 1), DOWN: (0, -1), LEFT: (-1, 0), RIGHT: (1, 0)}
 INF_BOX = "ignore:.*observation space (minimum|maximum) value is"  # vector obs are unbounded
 
 
-def actions(*per_agent):
-    disc = np.asarray(per_agent, np.int64).reshape(-1, 1)
-    return ActionTuple(np.zeros((len(disc), 0), np.float32), disc)
+actions = discrete_actions
 
 
 def act(env, acts):
-    env.set_actions("GridWorld", acts)
-    env.step()
-    return env.get_steps("GridWorld")
+    return step_behavior(env, "GridWorld", acts)
 
 
 def cells(obs):
@@ -168,10 +165,7 @@ def test_deterministic_for_a_seed():
                     terminal.agent_id.copy(), terminal.reward.copy()]
         return out
 
-    first = rollout(3)
-    for x, y in zip(first, rollout(3)):
-        np.testing.assert_array_equal(x, y)
-    assert not np.array_equal(first[0], rollout(4)[0])
+    assert_seeded(rollout)
 
 
 def test_visual_variant():

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from palaestra.envs import ActionTuple, ObservationKind, make_environment
+from palaestra.envs import ObservationKind, make_environment
 from palaestra.envs.builtin import AGENTS_PER_COPY, BUILTIN_ENVS
 from palaestra.envs.builtin.pyramids import NO_PYRAMID, PyramidsCore
+from helpers import assert_seeded, discrete_actions, step_behavior
 
 STAY, UP, DOWN, LEFT, RIGHT = range(5)
 DXY = {STAY: (0, 0), UP: (0, 1), DOWN: (0, -1), LEFT: (-1, 0), RIGHT: (1, 0)}
@@ -18,15 +19,11 @@ INF_BOX = "ignore:.*observation space (minimum|maximum) value is"  # vector obs 
 SIDE = 17  # the default floor: 3 x 3 rooms of 5 x 5 cells
 
 
-def actions(*per_agent):
-    disc = np.asarray(per_agent, np.int64).reshape(-1, 1)
-    return ActionTuple(np.zeros((len(disc), 0), np.float32), disc)
+actions = discrete_actions
 
 
 def act(env, acts):
-    env.set_actions("Pyramids", acts)
-    env.step()
-    return env.get_steps("Pyramids")
+    return step_behavior(env, "Pyramids", acts)
 
 
 def cell(core, x, y):
@@ -254,10 +251,7 @@ def test_deterministic_for_a_seed():
                     terminal.reward.copy(), env.core.pyramid.copy()]
         return out
 
-    first = rollout(3)
-    for x, y in zip(first, rollout(3)):
-        np.testing.assert_array_equal(x, y)
-    assert not np.array_equal(first[0], rollout(4)[0])
+    assert_seeded(rollout)
 
 
 def test_a_scripted_policy_solves_every_episode():
