@@ -108,7 +108,7 @@ def test_layout_rooms_doorways_and_distances():
     open_floor = PyramidsCore(1, rooms=1, room_size=6, min_distance=3)
     assert open_floor.side == 6 and open_floor.free.all()
     for bad in ({"rooms": 0}, {"room_size": 1}, {"max_steps": 0}, {"min_distance": 0},
-                {"min_distance": 100}):
+                {"min_distance": 100, "spawn": "random"}, {"spawn": "anywhere"}):
         with pytest.raises(ValueError):
             PyramidsCore(1, **bad)
 
@@ -126,8 +126,8 @@ def test_observation_holds_position_switch_and_pyramid():
     np.testing.assert_allclose(obs[2 * SIDE + 3:], [-3 / 16, 3 / 16], rtol=1e-6)
 
 
-def test_reset_places_the_switch_far_away_and_off():
-    core = PyramidsCore(2000)
+def test_random_spawn_places_the_switch_far_away_and_off():
+    core = PyramidsCore(2000, spawn="random")
     core.seed(0)
     core.reset_agents(np.ones(2000, bool))
     assert (core.distance[core.agent, core.switch] >= 10).all()
@@ -135,8 +135,30 @@ def test_reset_places_the_switch_far_away_and_off():
     assert len(np.unique(core.agent)) == len(core.cells)  # every cell can be a start
 
 
-def test_switch_spawns_the_pyramid_far_from_the_agent():
-    env = make_environment("Pyramids", num_envs=1, seed=0)
+def test_fixed_spawn_keeps_switch_and_pyramid_in_far_corners():
+    core = PyramidsCore(2000)
+    assert core.spawn == "fixed"
+    core.seed(0)
+    core.reset_agents(np.ones(2000, bool))
+    start = core.cells[core.agent]
+    assert (start < 5).all()  # the bottom-left room
+    assert len(np.unique(core.agent)) == 25  # any of its cells
+    assert (core.cells[core.switch] == (16, 16)).all() and not core.switch_on.any()
+    assert (core.pyramid == NO_PYRAMID).all()
+    assert core.distance[core.agent, core.switch].min() == 26
+    place(core, agent=(16, 15), switch=(16, 16))
+    core.step(actions(*[UP] * 2000))
+    assert core.switch_on.all() and (core.cells[core.pyramid] == (0, 16)).all()
+    assert core.distance[core.switch[0], core.pyramid[0]] == 20
+    small = PyramidsCore(3, rooms=1, room_size=3)  # one room: the corners of that room
+    small.seed(0)
+    small.reset_agents(np.ones(3, bool))
+    assert (small.cells[small.switch] == (2, 2)).all()
+    assert small.cells[small.fixed_pyramid].tolist() == [0, 2]
+
+
+def test_random_switch_spawns_the_pyramid_far_from_the_agent():
+    env = make_environment("Pyramids", {"spawn": "random"}, num_envs=1, seed=0)
     env.reset()
     core = env.core
     place(core, agent=(2, 2), switch=(3, 2))
@@ -198,7 +220,7 @@ def test_step_cost_walls_and_truncation():
 
 
 def test_partial_reset_touches_only_the_masked_agents():
-    core = PyramidsCore(6)
+    core = PyramidsCore(6, spawn="random")
     core.seed(1)
     core.reset_agents(np.ones(6, bool))
     place(core, agent=(0, 0), switch=(16, 16), switch_on=True, pyramid=(8, 8))
@@ -239,9 +261,11 @@ def test_vectorised_agents_are_independent():
         np.testing.assert_array_equal(single.observe()[0][0], core.observe()[0][i])
 
 
-def test_deterministic_for_a_seed():
+@pytest.mark.parametrize("spawn", ["fixed", "random"])
+def test_deterministic_for_a_seed(spawn):
     def rollout(seed):
-        env = make_environment("Pyramids", {"max_steps": 30}, num_envs=1, seed=seed)
+        env = make_environment("Pyramids", {"max_steps": 30, "spawn": spawn}, num_envs=1,
+                               seed=seed)
         env.reset()
         rng = np.random.default_rng(5)
         out = [env.get_steps("Pyramids")[0].obs[0].copy()]
@@ -254,8 +278,9 @@ def test_deterministic_for_a_seed():
     assert_seeded(rollout)
 
 
-def test_a_scripted_policy_solves_every_episode():
-    env = make_environment("Pyramids", num_envs=1, seed=2)
+@pytest.mark.parametrize("spawn", ["fixed", "random"])
+def test_a_scripted_policy_solves_every_episode(spawn):
+    env = make_environment("Pyramids", {"spawn": spawn}, num_envs=1, seed=2)
     env.reset()
     core = env.core
     returns, lengths = [], []

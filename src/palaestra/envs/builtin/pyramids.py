@@ -3,18 +3,30 @@
 The floor is ``rooms`` x ``rooms`` square rooms of ``room_size`` x ``room_size`` cells,
 separated by walls one cell thick with one doorway (a gap of one cell) in the middle of every
 wall between two neighbouring rooms; the grid's side is ``rooms * (room_size + 1) - 1`` cells
-(default 3 x 3 rooms of 5 x 5: 17 x 17, 237 free cells). Each episode puts the agent on a random
-free cell and the switch (off) on a random free cell at least ``min_distance`` steps away
-(shortest path around the walls). Stepping onto the switch turns it on for the rest of the
-episode and spawns the pyramid on a random free cell at least ``min_distance`` steps from the
-switch. Stepping onto the pyramid then ends the episode with reward exactly **+2** (ML-Agents'
-``SetReward(2f)``); before the switch is on, the pyramid's future cell is plain floor. Every
-other step costs ``-1 / max_steps`` (ML-Agents' ``AddReward(-1f / MaxStep)``), so an episode
-that never reaches the pyramid returns -1; it is cut (truncated, bootstrapped) after
-``max_steps`` steps.
+(default 3 x 3 rooms of 5 x 5: 17 x 17, 237 free cells). Stepping onto the switch turns it on
+for the rest of the episode and spawns the pyramid; stepping onto the pyramid then ends the
+episode with reward exactly **+2** (ML-Agents' ``SetReward(2f)``); before the switch is on, the
+pyramid's future cell is plain floor. Every other step costs ``-1 / max_steps`` (ML-Agents'
+``AddReward(-1f / MaxStep)``), so an episode that never reaches the pyramid returns -1; it is
+cut (truncated, bootstrapped) after ``max_steps`` steps. As in ML-Agents' scene (agent, switch
+and pyramid in three distinct spawn areas of nine), the three are far apart; there are no stone
+pyramids, no rotation and no raycasts here.
 
-As in ML-Agents' scene (agent, switch and pyramid in three distinct spawn areas of nine), the
-three are far apart; there are no stone pyramids, no rotation and no raycasts here.
+``spawn`` says where they are:
+
+- ``"fixed"`` (the default): the same far places every episode. The agent starts on a random
+  cell of the bottom-left room, the switch is the top-right corner cell of the top-right room
+  (26-32 moves away), the pyramid spawns on the top-left corner cell of the top-left room (20
+  moves from the switch). A route is all the policy needs; what is hard is finding the reward
+  at all: a uniformly random policy presses the switch in about 2% of its episodes and reaches
+  the pyramid in about 1 in 10,000. That is the case exploration bonuses (curiosity, RND) are
+  for, and what ML-Agents' Pyramids shows them on.
+- ``"random"``: new places every episode: the agent on a random free cell, the switch on a
+  random free cell at least ``min_distance`` moves away (shortest path around the walls), the
+  pyramid at least ``min_distance`` moves from the switch. The policy must then learn to reach
+  any offset through the doorways, a navigation problem as much as an exploration one (random
+  walk success about 0.8%; neither the extrinsic reward nor curiosity solved it within 1M
+  steps, docs/benchmarks.md). ``min_distance`` applies to this mode only.
 
 - actions: one discrete branch of 5, ML-Agents' count: 0 = stay, 1 = up (y+1), 2 = down (y-1),
   3 = left (x-1), 4 = right (x+1). A move into a wall or off the grid leaves the agent in place;
@@ -26,9 +38,8 @@ three are far apart; there are no stone pyramids, no rotation and no raycasts he
   x grows to the right, y upwards. The whole floor is visible (no walls hide anything); what
   makes the task hard is that the reward needs the switch first and both lie far away.
 
-Calibration (docs/benchmarks.md, "Sparse reward: Pyramids"): with the defaults a uniformly random
-policy succeeds in about 0.8% of its episodes, and PPO with the extrinsic reward only
-(configs/ppo/PyramidsExtrinsic.yaml) stays near its starting mean reward of -1 for 300k steps.
+Measurements (docs/benchmarks.md, "Sparse reward: Pyramids"): the random walk's rates above,
+and PPO with the extrinsic reward alone against curiosity and RND over three seeds each.
 """
 from __future__ import annotations
 
@@ -42,6 +53,7 @@ from palaestra.envs.builtin.draw import grid_canvas
 from palaestra.envs.vector_core import VectorCore
 
 STAY, UP, DOWN, LEFT, RIGHT = range(5)
+SPAWNS = ("fixed", "random")
 _DX = np.array([0, 0, 0, -1, 1], np.int64)
 _DY = np.array([0, 1, -1, 0, 0], np.int64)
 PYRAMID_REWARD = 2.0
@@ -106,7 +118,7 @@ class PyramidsCore(VectorCore):
     render_fps = 5
 
     def __init__(self, num_agents: int, rooms: int = 3, room_size: int = 5,
-                 max_steps: int = 500, min_distance: int = 10) -> None:
+                 max_steps: int = 500, min_distance: int = 10, spawn: str = "fixed") -> None:
         super().__init__(num_agents)
         rooms, room_size = int(rooms), int(room_size)
         max_steps, min_distance = int(max_steps), int(min_distance)
@@ -119,12 +131,20 @@ class PyramidsCore(VectorCore):
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         if min_distance < 1:
             raise ValueError(f"min_distance must be at least 1, got {min_distance}")
+        if spawn not in SPAWNS:
+            raise ValueError(f"spawn must be one of {', '.join(SPAWNS)}, got {spawn!r}")
         self.free = room_layout(rooms, room_size)
         self.side = self.free.shape[0]
         self.cells, self.next_cell = move_table(self.free)
         self.distance = shortest_paths(self.next_cell)
         reach = int(self.distance.max(axis=1).min())
-        if min_distance > reach:
+        self.spawn = spawn
+        if spawn == "fixed":
+            top = self.side - 1
+            index = {tuple(c): i for i, c in enumerate(self.cells.tolist())}
+            self.fixed_switch, self.fixed_pyramid = index[(top, top)], index[(0, top)]
+            self.start_cells = np.nonzero((self.cells < room_size).all(axis=1))[0]
+        elif min_distance > reach:
             raise ValueError(f"min_distance {min_distance} is too far: from some cells of this "
                              f"floor nothing is more than {reach} steps away")
         self.max_steps, self.min_distance = max_steps, min_distance
@@ -151,8 +171,12 @@ class PyramidsCore(VectorCore):
         idx = np.nonzero(np.asarray(mask, bool))[0]
         if not len(idx):
             return
-        self.agent[idx] = self.rng.integers(0, len(self.cells), len(idx))
-        self.switch[idx] = self._far_from(self.agent[idx])
+        if self.spawn == "fixed":
+            self.agent[idx] = self.rng.choice(self.start_cells, len(idx))
+            self.switch[idx] = self.fixed_switch
+        else:
+            self.agent[idx] = self.rng.integers(0, len(self.cells), len(idx))
+            self.switch[idx] = self._far_from(self.agent[idx])
         self.switch_on[idx] = False
         self.pyramid[idx] = NO_PYRAMID
         self.steps[idx] = 0
@@ -180,7 +204,8 @@ class PyramidsCore(VectorCore):
         if pressed.any():
             idx = np.nonzero(pressed)[0]
             self.switch_on[idx] = True
-            self.pyramid[idx] = self._far_from(self.agent[idx])
+            self.pyramid[idx] = (self.fixed_pyramid if self.spawn == "fixed"
+                                 else self._far_from(self.agent[idx]))
         reward = np.where(reached, PYRAMID_REWARD, self.step_reward).astype(np.float32)
         truncated = (self.steps >= self.max_steps) & ~reached
         return reward, reached, truncated
