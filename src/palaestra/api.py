@@ -26,8 +26,8 @@ logger = logging.getLogger("palaestra")
 FLAG_SECTIONS: Dict[str, Tuple[str, ...]] = {
     "checkpoint_settings": ("run_id", "resume", "force", "initialize_from", "results_dir",
                             "inference", "load_model"),
-    "env_settings": ("env_path", "num_envs", "seed", "env_args", "timeout_step", "base_port",
-                     "num_areas", "timeout_wait", "max_lifetime_restarts",
+    "env_settings": ("env_path", "num_envs", "num_workers", "seed", "env_args", "timeout_step",
+                     "base_port", "num_areas", "timeout_wait", "max_lifetime_restarts",
                      "restarts_rate_limit_n", "restarts_rate_limit_period_s"),
     "engine_settings": ("width", "height", "quality_level", "time_scale", "target_frame_rate",
                         "capture_frame_rate", "no_graphics", "no_graphics_monitor"),
@@ -84,8 +84,9 @@ def learn(config: Union[str, "os.PathLike[str]", Mapping[str, Any], None] = None
     `config`: a YAML file's path, or a mapping with the same content; None trains every
     behavior with the default (PPO) settings. `run_id`, `env` (a Gymnasium id or
     `module.path:factory`) and `max_steps` (every behavior's) are the command's flags; so are
-    `num_envs`, `seed`, `resume`, `force`, `initialize_from`, `results_dir`, `device`, `accel`
-    ("auto" / "off"), `timeout_step`, `env_args` (a list of "key=value"), `inference`,
+    `num_envs`, `num_workers` (worker processes for the copies: docs/scale-out.md), `seed`,
+    `resume`, `force`, `initialize_from`, `results_dir`, `device`, `accel` ("auto" / "off"),
+    `timeout_step`, `env_args` (a list of "key=value"), `inference`,
     `deterministic`, `debug`, and mlagents-learn's Unity flags (`base_port`, `num_areas`,
     `timeout_wait`, `no_graphics`, `time_scale`, `width`, ...: `FLAG_SECTIONS`). Any other
     keyword names a config section and merges into it: `torch_settings={"num_threads": 2}`,
@@ -206,6 +207,12 @@ def _train(options: Any, registry: Any, accel: Any, source: Optional[str]) -> Ru
             created, lock = _prepare_run_dir(options)
         if unity:
             env = _make_unity(options, inference)
+        elif env_settings.num_workers:
+            from palaestra.envs.workers import WorkerEnv, WorkerSettings
+
+            env = WorkerEnv(env_settings.env_path, env_settings.env_args,
+                            env_settings.num_envs, env_settings.seed,
+                            WorkerSettings.from_env_settings(env_settings))
         else:
             env = make_environment(env_settings.env_path, env_settings.env_args,
                                    env_settings.num_envs, env_settings.seed)

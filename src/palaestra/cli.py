@@ -28,6 +28,10 @@ def _learn_parser(sub: Any) -> None:
     p.add_argument("--env", dest="env_path",
                    help="Gymnasium id (CartPole-v1) or module.path:factory.")
     p.add_argument("--num-envs", type=int, help="Environment copies stepped together.")
+    p.add_argument("--num-workers", type=int, metavar="W",
+                   help="Spread the copies over W worker processes, for slow simulators (0, "
+                        "the default: in the training process; not for Unity builds; see "
+                        "docs/scale-out.md).")
     p.add_argument("--seed", type=int, help="Random seed (-1 picks one).")
     p.add_argument("--timeout-step", type=float, metavar="SECONDS",
                    help="Stop the run if one environment reset or step takes longer "
@@ -63,14 +67,18 @@ def _learn_parser(sub: Any) -> None:
     unity.add_argument("--base-port", type=int, help="First port for Unity builds (5005; the "
                                                      "Editor uses 5004).")
     unity.add_argument("--num-areas", type=int, help="Training areas per Unity instance.")
-    unity.add_argument("--timeout-wait", type=int, metavar="SECONDS",
-                       help="How long to wait for Unity to connect (60).")
-    unity.add_argument("--max-lifetime-restarts", type=int,
-                       help="Restarts of a crashed Unity build over the run (10; -1: no limit).")
-    unity.add_argument("--restarts-rate-limit-n", type=int,
-                       help="Restarts allowed per period (1; -1: no limit).")
-    unity.add_argument("--restarts-rate-limit-period-s", type=int, metavar="SECONDS",
-                       help="The period of --restarts-rate-limit-n (60).")
+    restarts = p.add_argument_group(
+        "Starts and restarts of Unity builds and --num-workers worker processes (env_settings)")
+    restarts.add_argument("--timeout-wait", type=int, metavar="SECONDS",
+                          help="How long to wait for Unity to connect, or a worker process to "
+                               "start and make its copies (60).")
+    restarts.add_argument("--max-lifetime-restarts", type=int,
+                          help="Restarts of one build or worker over the run (10; -1: no "
+                               "limit).")
+    restarts.add_argument("--restarts-rate-limit-n", type=int,
+                          help="Restarts of one build or worker per period (1; -1: no limit).")
+    restarts.add_argument("--restarts-rate-limit-period-s", type=int, metavar="SECONDS",
+                          help="The period of --restarts-rate-limit-n (60).")
     unity.add_argument("--width", type=int, help="Window width of Unity builds (84).")
     unity.add_argument("--height", type=int, help="Window height of Unity builds (84).")
     unity.add_argument("--quality-level", type=int, help="Unity quality level (5).")

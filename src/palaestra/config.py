@@ -33,8 +33,11 @@ from palaestra.yaml_reader import read_yaml  # noqa: F401  (the loader's entry p
 logger = logging.getLogger(__name__)
 
 # Unity-only env_settings keys: accepted for compatibility, warned about once if set.
-_UNITY_ONLY_ENV_KEYS = ("base_port", "num_areas", "timeout_wait", "max_lifetime_restarts",
-                        "restarts_rate_limit_n", "restarts_rate_limit_period_s")
+_UNITY_ONLY_ENV_KEYS = ("base_port", "num_areas")
+# Keys for Unity builds and environment worker processes (num_workers >= 1): the restart quota
+# and how long a new instance or worker may take to start.
+_RESTART_ENV_KEYS = ("timeout_wait", "max_lifetime_restarts", "restarts_rate_limit_n",
+                     "restarts_rate_limit_period_s")
 
 
 def targets_unity(env_path: Optional[str]) -> bool:
@@ -358,6 +361,13 @@ class ConfigLoader:
                       "torch_settings.device" + (" (--torch-device)" if device_from_flag else ""))
         if not targets_unity(options.env_settings.env_path):
             self._warn_unity_only(options)
+        elif options.env_settings.num_workers:
+            raise self.st.error(
+                "env_settings.num_workers",
+                f"{options.env_settings.num_workers}: Unity builds and the Editor already run "
+                "in processes of their own (num_envs instances); worker processes are for "
+                "Gymnasium, PettingZoo, built-in and module:factory environments. Remove it "
+                "(or set 0).")
         return options
 
     def trainer_settings(self, value: Any, defaults: Mapping[str, Any], path: str
@@ -432,9 +442,16 @@ class ConfigLoader:
                    if getattr(options.engine_settings, f.name) != getattr(engine, f.name)]
         ignored += [f"env_settings.{k}" for k in _UNITY_ONLY_ENV_KEYS
                     if getattr(options.env_settings, k) != getattr(env, k)]
+        restarts = [f"env_settings.{k}" for k in _RESTART_ENV_KEYS
+                    if getattr(options.env_settings, k) != getattr(env, k)]
+        if restarts and not options.env_settings.num_workers:
+            ignored += restarts
         if ignored:
-            logger.warning("%s: ignoring Unity-only settings that mean nothing here: %s",
-                           self.st.source, ", ".join(ignored))
+            logger.warning("%s: ignoring Unity-only settings that mean nothing here: %s%s",
+                           self.st.source, ", ".join(ignored),
+                           " (the restart settings apply to Unity builds and to environment "
+                           "worker processes, env_settings.num_workers)" if restarts and
+                           not options.env_settings.num_workers else "")
         if options.environment_parameters:
             logger.warning(
                 "%s: environment_parameters (%s) are not applied: palaestra's environments take "

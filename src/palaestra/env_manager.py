@@ -1,8 +1,12 @@
 """`EnvManager`: steps the environment and acts for every behavior with one batched forward pass.
 
-In-process on purpose: the environments this serves step in microseconds, far less than a
-round trip to a worker process would cost. Scaling out goes through Ray (a later issue), not a
-home-made worker pool.
+It sees one `BaseEnv` whatever runs behind it. By default that is the copies themselves, in this
+process: the environments palaestra is mostly used with step in microseconds, far less than a
+round trip to another process would cost. For slow simulators `env_settings.num_workers`
+puts the copies in worker processes (`palaestra.envs.workers.WorkerEnv`: they step while the
+trainers work, and a lost worker is restarted); Unity builds run in their own processes
+(`palaestra.unity`). Both are awaited in `get_steps`. Several machines (Ray) are being built
+(docs/scale-out.md).
 """
 from __future__ import annotations
 
@@ -47,11 +51,17 @@ class EnvManager:
         Timed with bare perf_counter reads: a context manager per section would cost more
         than some of the sections it measures."""
         add = self.timers.add
+        guard = self.guard
         for name, processor in self.processors.items():
             t = perf_counter()
-            # environment time too: an environment stepping in the background (Unity builds)
-            # is waited for here
+            # environment time too: an environment stepping in the background (Unity builds,
+            # worker processes) is waited for here; Ctrl-C breaks out of that wait, and the
+            # environment times out lost builds or workers itself (untimed here)
+            if guard is not None:
+                guard.enter("step", timed=False)
             decision, terminal = self.env.get_steps(name)
+            if guard is not None:
+                guard.leave()
             t0 = perf_counter()
             add("env_step", t0 - t)
             processor.record_step(decision, terminal)
@@ -72,7 +82,6 @@ class EnvManager:
                 add("policy_act", t2 - t1)
                 add("agent_processor", perf_counter() - t2)
         t3 = perf_counter()
-        guard = self.guard
         if guard is not None:
             guard.enter("step")
         self.env.step()

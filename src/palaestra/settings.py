@@ -316,18 +316,32 @@ class EnvironmentSettings(Settings):
     base_port: int = setting(5005, "Port of the first Unity build (base_port + i for the "
                                    "others; the Editor uses 5004).", ge=1, le=65535)
     num_envs: int = setting(1, "Environment copies stepped together.", ge=1, le=MAX_ENVS)
+    num_workers: int = setting(
+        0, "Worker processes the copies are spread over (palaestra extension): 0 steps them in "
+           "the training process; W >= 1 runs W processes, for simulators slow enough to need "
+           "several cores (docs/scale-out.md). Not for Unity builds.", ge=0, le=MAX_ENVS)
     num_areas: int = setting(1, "Training areas per Unity instance.", ge=1)
-    timeout_wait: int = setting(60, "Seconds to wait for Unity to connect or answer.", ge=1)
+    timeout_wait: int = setting(60, "Seconds to wait for Unity to connect or answer, or for "
+                                    "an environment worker to start.", ge=1)
     timeout_step: Optional[float] = setting(
         600.0, "Seconds one reset or step of the environment may take before the run stops "
                "with a message (palaestra extension); null or 0 waits forever.", ge=0.0)
     seed: int = setting(-1, "Random seed; -1 picks one.", le=MAX_SEED)
-    max_lifetime_restarts: int = setting(10, "Restarts of a crashed Unity build over the run "
-                                             "(-1: no limit).", ge=-1)
-    restarts_rate_limit_n: int = setting(1, "Restarts of one Unity build per period (-1: no "
-                                            "limit).", ge=-1)
+    max_lifetime_restarts: int = setting(10, "Restarts of one crashed Unity build or "
+                                             "environment worker over the run (-1: no limit).",
+                                         ge=-1)
+    restarts_rate_limit_n: int = setting(1, "Restarts of one Unity build or environment worker "
+                                            "per period (-1: no limit).", ge=-1)
     restarts_rate_limit_period_s: int = setting(60, "The period of restarts_rate_limit_n, in "
                                                     "seconds.", ge=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_workers > self.num_envs:
+            raise TrainerConfigError(
+                f"more worker processes than environment copies (num_envs: {self.num_envs}); "
+                f"allowed: 0 (the copies in the training process) to {self.num_envs}",
+                key="num_workers", value=self.num_workers)
 
 
 class EngineSettings(Settings):

@@ -1,9 +1,13 @@
 """Stopping a run whose environment hangs, and stopping cleanly on Ctrl-C / SIGTERM.
 
-The loop's only blocking call into code palaestra does not control is the environment's reset
-and step. `EnvGuard` marks those calls (three attribute writes a step, no system call), and:
-- a watchdog thread raises `EnvironmentTimeout` in the main thread when one call has run longer
-  than `timeout` seconds (`env_settings.timeout_step`, `--timeout-step`);
+The loop's only blocking calls into code palaestra does not control are the environment's reset
+and step, and the wait for a step's results (`get_steps`: Unity builds and environment worker
+processes step in the background). `EnvGuard` marks those calls (a few attribute writes a step,
+no system call), and:
+- a watchdog thread raises `EnvironmentTimeout` in the main thread when a reset or step has run
+  longer than `timeout` seconds (`env_settings.timeout_step`, `--timeout-step`); the wait for
+  results is not timed here, since the environments that make one time out and restart their
+  builds or workers themselves (`palaestra.unity.environment`, `palaestra.envs.workers`);
 - a first Ctrl-C or SIGTERM asks the loop to stop after the current step, or, if the
   environment is inside a call, breaks out of it; either way the trainers, which never run
   inside that call, save a consistent checkpoint. A second Ctrl-C stops at once, saving nothing.
@@ -37,6 +41,7 @@ class EnvGuard:
         self.timeout = timeout
         self._on_stop = on_stop
         self.what: Optional[str] = None  # the call the environment is in, if any
+        self._timed = True  # whether that call times out
         self._since = 0.0
         self._calls = 0
         self._fired: Optional[str] = None
@@ -52,9 +57,12 @@ class EnvGuard:
         return self._stop_asked > 1
 
     # -- the loop marks the environment's calls ----------------------------------------------
-    def enter(self, what: str) -> None:
+    def enter(self, what: str, timed: bool = True) -> None:
+        """The environment is in call `what`; with `timed` False Ctrl-C / SIGTERM break out of
+        it, but no timeout applies."""
         self._calls += 1
         self._since = time.monotonic()
+        self._timed = timed
         self.what = what
 
     def leave(self) -> None:
@@ -101,7 +109,7 @@ class EnvGuard:
         period = min(1.0, self.timeout / 4)
         while not self._done.wait(period):
             what, calls, since = self.what, self._calls, self._since
-            if what is None or time.monotonic() - since < self.timeout:
+            if what is None or not self._timed or time.monotonic() - since < self.timeout:
                 continue
             self._fired = (f"the environment's {what} has not returned after {self.timeout:g} "
                            "s (env_settings.timeout_step / --timeout-step): it hangs, or needs "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple, TypeVar
 
 import numpy as np
 
@@ -168,3 +168,65 @@ def empty_terminal_steps(spec: BehaviorSpec) -> TerminalSteps:
     obs = [np.zeros((0, *o.shape), np.float32) for o in spec.observation_specs]
     return TerminalSteps(obs, np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, np.int64))
 
+
+
+_Steps = TypeVar("_Steps", DecisionSteps, TerminalSteps)
+
+
+def globalise_ids(steps: _Steps, part: int, parts: int) -> _Steps:
+    """Agent (and group) ids unique over the `parts` environments (Unity instances, worker
+    processes) whose steps one batch concatenates: id * parts + part; group 0 (no group) stays
+    0. Changes `steps` in place (its id arrays are replaced, not written into) and returns it;
+    with one part the ids are left as they are."""
+    if parts == 1:
+        return steps
+    steps.agent_id = steps.agent_id * parts + part
+    if steps.group_id is not None:
+        steps.group_id = np.where(steps.group_id == 0, 0, steps.group_id * parts + part)
+    return steps
+
+
+def _groups(parts: "List[_Steps]") -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """Concatenated group ids and rewards; parts without groups count as group 0, reward 0."""
+    if all(p.group_id is None for p in parts):
+        return None, None
+    return (np.concatenate([p.group_id if p.group_id is not None else np.zeros(len(p), np.int64)
+                            for p in parts]),
+            np.concatenate([p.group_reward if p.group_reward is not None else
+                            np.zeros(len(p), np.float32) for p in parts]))
+
+
+def concat_decisions(parts: List[DecisionSteps], spec: BehaviorSpec) -> DecisionSteps:
+    """One behavior's decision batches of several environments as one (in the order given).
+    A part without an action mask allows every action; one part is returned as it is."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        obs = [np.zeros((0, *o.shape), np.float32) for o in spec.observation_specs]
+        return DecisionSteps(obs, np.zeros(0, np.float32), np.zeros(0, np.int64))
+    masks = [p.action_mask for p in parts]
+    mask = None
+    if any(m is not None for m in masks):
+        total = sum(spec.action_spec.discrete_branches)
+        mask = np.concatenate([m if m is not None else np.ones((len(p), total), bool)
+                               for m, p in zip(masks, parts)])
+    group_id, group_reward = _groups(parts)
+    return DecisionSteps(
+        [np.concatenate([p.obs[k] for p in parts]) for k in range(len(spec.observation_specs))],
+        np.concatenate([p.reward for p in parts]), np.concatenate([p.agent_id for p in parts]),
+        mask, group_id, group_reward)
+
+
+def concat_terminals(parts: List[TerminalSteps], spec: BehaviorSpec) -> TerminalSteps:
+    """One behavior's terminal batches of several environments as one (empty parts left out);
+    one non-empty part is returned as it is."""
+    parts = [p for p in parts if len(p)]
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return empty_terminal_steps(spec)
+    group_id, group_reward = _groups(parts)
+    return TerminalSteps(
+        [np.concatenate([p.obs[k] for p in parts]) for k in range(len(spec.observation_specs))],
+        np.concatenate([p.reward for p in parts]), np.concatenate([p.interrupted for p in parts]),
+        np.concatenate([p.agent_id for p in parts]), group_id, group_reward)

@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from palaestra.envs.base import (ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
-                                 TerminalSteps, empty_terminal_steps)
+                                 TerminalSteps, concat_decisions, concat_terminals,
+                                 globalise_ids)
 from palaestra.exception import EnvironmentSetupError
 from palaestra.unity import decode, protocol
 from palaestra.unity.connection import UnityStopped
@@ -255,8 +256,8 @@ class UnityEnvironment(BaseEnv):
                         logger.info("Unity behavior %s appeared after training began.", name)
                 decision, terminal, deciding = decode.steps(infos, spec, name)
                 self._deciding[(i, unity_name)] = len(deciding)
-                decisions.setdefault(name, []).append(_globalise(decision, i, n))
-                terminals.setdefault(name, []).append(_globalise(terminal, i, n))
+                decisions.setdefault(name, []).append(globalise_ids(decision, i, n))
+                terminals.setdefault(name, []).append(globalise_ids(terminal, i, n))
             for name, extra in self._extra_terminal.pop(i, {}).items():
                 terminals.setdefault(name, []).extend(extra)
         if first and not self._specs:
@@ -264,8 +265,8 @@ class UnityEnvironment(BaseEnv):
                 "Unity reset, but no agent asked for a decision: the scene needs agents with a "
                 "Behavior Parameters component whose Behavior Type is Default (and a Decision "
                 "Requester).")
-        self._steps = {name: (_concat_decisions(decisions.get(name, []), spec),
-                              _concat_terminals(terminals.get(name, []), spec))
+        self._steps = {name: (concat_decisions(decisions.get(name, []), spec),
+                              concat_terminals(terminals.get(name, []), spec))
                        for name, spec in self._specs.items()}
 
     # -- restarts ------------------------------------------------------------------------------
@@ -319,61 +320,8 @@ class UnityEnvironment(BaseEnv):
                                       decision.group_id,
                                       None if decision.group_id is None else
                                       np.zeros(len(decision), np.float32))
-                out.setdefault(name, []).append(_globalise(ended, i, n))
+                out.setdefault(name, []).append(globalise_ids(ended, i, n))
         return out
-
-
-def _globalise(steps: Any, instance: int, instances: int) -> Any:
-    """Agent (and group) ids unique over instances: id * instances + instance (group 0, no
-    group, stays 0)."""
-    if instances == 1:
-        return steps
-    steps.agent_id = steps.agent_id * instances + instance
-    if steps.group_id is not None:
-        steps.group_id = np.where(steps.group_id == 0, 0, steps.group_id * instances + instance)
-    return steps
-
-
-def _concat_decisions(parts: List[DecisionSteps], spec: BehaviorSpec) -> DecisionSteps:
-    if len(parts) == 1:
-        return parts[0]
-    if not parts:
-        obs = [np.zeros((0, *o.shape), np.float32) for o in spec.observation_specs]
-        return DecisionSteps(obs, np.zeros(0, np.float32), np.zeros(0, np.int64))
-    masks = [p.action_mask for p in parts]
-    mask = None
-    if any(m is not None for m in masks):
-        total = sum(spec.action_spec.discrete_branches)
-        mask = np.concatenate([m if m is not None else np.ones((len(p), total), bool)
-                               for m, p in zip(masks, parts)])
-    groups = [p.group_id for p in parts]
-    has_groups = any(g is not None for g in groups)
-    return DecisionSteps(
-        [np.concatenate([p.obs[k] for p in parts]) for k in range(len(spec.observation_specs))],
-        np.concatenate([p.reward for p in parts]), np.concatenate([p.agent_id for p in parts]),
-        mask,
-        np.concatenate([g if g is not None else np.zeros(len(p), np.int64)
-                        for g, p in zip(groups, parts)]) if has_groups else None,
-        np.concatenate([p.group_reward if p.group_reward is not None else
-                        np.zeros(len(p), np.float32) for p in parts]) if has_groups else None)
-
-
-def _concat_terminals(parts: List[TerminalSteps], spec: BehaviorSpec) -> TerminalSteps:
-    parts = [p for p in parts if len(p)]
-    if len(parts) == 1:
-        return parts[0]
-    if not parts:
-        return empty_terminal_steps(spec)
-    groups = [p.group_id for p in parts]
-    has_groups = any(g is not None for g in groups)
-    return TerminalSteps(
-        [np.concatenate([p.obs[k] for p in parts]) for k in range(len(spec.observation_specs))],
-        np.concatenate([p.reward for p in parts]), np.concatenate([p.interrupted for p in parts]),
-        np.concatenate([p.agent_id for p in parts]),
-        np.concatenate([g if g is not None else np.zeros(len(p), np.int64)
-                        for g, p in zip(groups, parts)]) if has_groups else None,
-        np.concatenate([p.group_reward if p.group_reward is not None else
-                        np.zeros(len(p), np.float32) for p in parts]) if has_groups else None)
 
 
 def make_unity_environment(env_path: Optional[str], options: Any, log_folder: Optional[str],
