@@ -6,7 +6,10 @@ engine or a game: sleeping needs no core, so what is measured is how well the wo
 their copies' steps and what a round trip through the pipe and the shared blocks costs, not how
 many cores the machine has. ``--copies`` copies (8) are stepped with random actions, in-process
 (``num_workers: 0``) and in 1, 2, 4 and 8 worker processes; each row is agent-steps per second
-over ``--steps`` steps after a short warm-up, and its ratio to one worker.
+over ``--steps`` steps after a short warm-up, and its ratio to one worker. Where Ray is
+installed, rows marked ``ray`` put the copies in 1, 2, 4 and 8 Ray actors instead
+(``env_settings.ray`` on a local Ray: chunks of 64 steps, acting in the actors, the steps
+replayed here), beside the worker processes' rows of the same count.
 
     python bench/workers_speed.py
     python bench/workers_speed.py --ms 5 --copies 16 --workers 0,1,4,16 --steps 500
@@ -32,6 +35,8 @@ if importlib.util.find_spec("palaestra") is None:  # run from a checkout without
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
+
+_HAVE_RAY = importlib.util.find_spec("ray") is not None
 
 
 class Sleepy(gym.Env):
@@ -71,13 +76,15 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def measure(workers: int, copies: int, ms: float, steps: int) -> float:
-    """Agent-steps per second of `copies` copies in `workers` processes (0: in-process)."""
+def measure(workers: int, copies: int, ms: float, steps: int, ready: bool = False) -> float:
+    """Agent-steps per second of `copies` copies in `workers` processes (0: in-process);
+    `ready`: worker_sync ready (a step takes the workers that have answered)."""
     from palaestra.envs import make_environment
     from palaestra.envs.workers import WorkerEnv, WorkerSettings
 
     env_args = {"ms": ms}
-    env = WorkerEnv("workers_speed:sleepy", env_args, copies, 0, WorkerSettings(workers)) \
+    settings = WorkerSettings(workers, ready_only=ready)
+    env = WorkerEnv("workers_speed:sleepy", env_args, copies, 0, settings) \
         if workers else make_environment("workers_speed:sleepy", env_args, copies, 0)
     try:
         name = next(iter(env.behavior_specs))
@@ -85,17 +92,60 @@ def measure(workers: int, copies: int, ms: float, steps: int) -> float:
         rng = np.random.default_rng(0)
         pool = [spec.random_action(copies, rng) for _ in range(16)]
         env.reset()
-        start = 0.0
+        start, done = 0.0, 0
         for i in range(steps + 10):  # 10 steps of warm-up
             if i == 10:
-                start = time.perf_counter()
-            env.get_steps(name)
-            env.set_actions(name, pool[i % len(pool)])
+                start, done = time.perf_counter(), 0
+            decision, _ = env.get_steps(name)
+            done += len(decision)  # with worker_sync ready, the copies that answered
+            actions = pool[i % len(pool)]
+            env.set_actions(name, type(actions)(actions.continuous[:len(decision)],
+                                                actions.discrete[:len(decision)]))
             env.step()
-        env.get_steps(name)  # the last step's results
-        return steps * copies / (time.perf_counter() - start)
+        return done / (time.perf_counter() - start)
     finally:
         env.close()
+
+
+def measure_ray(actors: int, copies: int, ms: float, steps: int) -> float:
+    """Agent-steps per second of `copies` copies in `actors` Ray actors (`env_settings.ray`,
+    a local Ray): each actor collects chunks of 64 steps acting with its own small policy, and
+    this process replays every step through an agent processor, as in a run (so a little more
+    work than the worker rows, whose actions are random and whose steps go nowhere). Ray is
+    started once, with as many logical CPUs as actors: the copies sleep, they need no core."""
+    import ray
+
+    from palaestra.agent_processor import AgentProcessor
+    from palaestra.networks.networks import SimpleActor
+    from palaestra.policy import TorchPolicy
+    from palaestra.scale.ray_fleet import FleetSettings, RayFleet
+    from palaestra.scale.ray_manager import RayEnvManager
+    from palaestra.settings import NetworkSettings
+    from palaestra.stats import StatsReporter
+    from palaestra.timers import Timers
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=max(8, copies), include_dashboard=False, logging_level="WARNING")
+    chunk = 64
+    fleet = RayFleet.start(FleetSettings("workers_speed:sleepy", {"ms": ms}, copies, 0,
+                                         num_actors=actors, chunk_steps=chunk))
+    try:
+        name, spec = next(iter(fleet.behavior_specs.items()))
+        policy = TorchPolicy(0, spec, NetworkSettings(hidden_units=16, num_layers=1),
+                             SimpleActor, {"conditional_sigma": False, "tanh_squash": False})
+        manager = RayEnvManager(fleet, Timers())
+        manager.add_behavior(name, policy, AgentProcessor(
+            name, spec, 64, StatsReporter(name, []), lambda trajectory: None))
+        manager.reset()
+        for _ in range(actors):  # warm-up: every actor's first chunk
+            manager.advance()
+        rounds = max(1, -(-steps // chunk))
+        start = time.perf_counter()
+        for _ in range(rounds * actors):  # each advance replays one actor's chunk
+            manager.advance()
+        return rounds * chunk * copies / (time.perf_counter() - start)
+    finally:
+        fleet.close()
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -105,17 +155,36 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--workers", default="0,1,2,4,8",
                         help="Worker counts to run, 0 for in-process (0,1,2,4,8).")
     parser.add_argument("--steps", type=int, default=300, help="Timed steps per row (300).")
+    parser.add_argument("--sync", default="all,ready,ray" if _HAVE_RAY else "all,ready",
+                        help="worker_sync modes to run, comma-separated, and ray for Ray "
+                             "actors instead of worker processes (all,ready,ray; ray only "
+                             "where it is installed).")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="Rows per setting, interleaved (1); the table shows each.")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
+    syncs = args.sync.split(",")
     print(f"# {machine()}")
-    print(f"# {args.copies} copies sleeping {args.ms:g} ms a step, {args.steps} timed steps")
-    rows = [(w, measure(w, args.copies, args.ms, args.steps)) for w in counts]
-    one = dict(rows).get(1)
-    print(f"{'workers':>14}  {'agent-steps/s':>13}  {'vs 1 worker':>11}")
-    for w, rate in rows:
+    per_worker = 1000 / args.ms if args.ms > 0 else None  # agent-steps/s a worker could give
+    print(f"# {args.copies} copies sleeping {args.ms:g} ms a step (ideal: "
+          f"{f'{per_worker:g}' if per_worker else 'unbounded'} agent-steps/s per worker), "
+          f"{args.steps} timed steps")
+    rows = []
+    for _ in range(args.repeats):
+        for w in counts:
+            for sync in (["-"] if w == 0 else syncs):
+                rows.append((w, sync, measure_ray(w, args.copies, args.ms, args.steps)
+                             if sync == "ray" else measure(w, args.copies, args.ms,
+                                                           args.steps, sync == "ready")))
+    one = {sync: rate for w, sync, rate in rows if w == 1}
+    print(f"{'workers':>10}  {'sync':>5}  {'agent-steps/s':>13}  {'vs 1 worker':>11}  "
+          f"{'of ideal':>8}")
+    for w, sync, rate in rows:
         label = "in-process" if w == 0 else str(w)
-        ratio = f"{rate / one:.2f}x" if one else "-"
-        print(f"{label:>14}  {rate:13.0f}  {ratio:>11}")
+        base = one.get(sync)
+        ratio = f"{rate / base:.2f}x" if base else "-"
+        ideal = f"{rate / (per_worker * min(w or 1, args.copies)):.0%}" if per_worker else "-"
+        print(f"{label:>10}  {sync:>5}  {rate:13.0f}  {ratio:>11}  {ideal:>8}")
 
 
 if __name__ == "__main__":

@@ -63,3 +63,19 @@ def run_context(artifact_path, **kwargs):
         _PLANS[TEST_ACCEL] = Accel.from_mode(TEST_ACCEL)
     return RunContext(artifact_path=None if artifact_path is None else str(artifact_path),
                       accel=_PLANS[TEST_ACCEL], **kwargs)
+
+
+def fault_config(tmp_path, max_steps=800, **env_settings):
+    """A small PPO config on `worker_envs:faulty` (2 copies, seed 3) for the fault tests of
+    worker processes and Ray actors; `env_settings` adds keys (e.g. ``ray={...}``)."""
+    import yaml
+
+    path = tmp_path / "faulty.yaml"
+    path.write_text(yaml.safe_dump({"behaviors": {"faulty": {
+        "trainer_type": "ppo",
+        "hyperparameters": {"batch_size": 64, "buffer_size": 256, "num_epoch": 2},
+        "network_settings": {"hidden_units": 16, "num_layers": 1},
+        "max_steps": max_steps, "time_horizon": 32, "summary_freq": 400}},
+        "env_settings": {"env_path": "worker_envs:faulty", "num_envs": 2, "seed": 3,
+                         **env_settings}}))
+    return str(path)

@@ -50,14 +50,19 @@ def test_gridworld_visual_variant_trains(tmp_path, encoder, cell_pixels):
     assert (tmp_path / "vis" / "GridWorld" / "checkpoint.pt").is_file()
 
 
-def test_ppo_3dball_shipped_config_learns_quickly(tmp_path):
+@pytest.mark.parametrize("flags, above", [([], 8), (["--num-envs", "2", "--num-workers", "2"], 6)],
+                         ids=["in-process", "two-workers"])
+def test_ppo_3dball_shipped_config_learns_quickly(tmp_path, flags, above):
     """The README's first command, on a budget: ML-Agents' 3DBall config lifts the mean reward
     from about 1 (random play) to over 8 within 84k agent steps (seed 1: 11.6; with the
-    learning rate decaying over the full 300k it reaches 100 by ~160k)."""
+    learning rate decaying over the full 300k it reaches 100 by ~160k). The same with two
+    copies in two worker processes (docs/scale-out.md): two copies give each update the
+    experience of 24 agents over fewer steps each, slower at this budget whether in-process or
+    in workers (seed 1: 7.40 in-process, 7.75 in workers; seed 2: 9.93 and 9.03)."""
     config = os.path.join(REPO, "src", "palaestra", "configs", "ppo", "3DBall.yaml")
     assert learn(config, "--run-id", "ball", "--results-dir", str(tmp_path),
-                 "--max-steps", "84000") == 0
+                 "--max-steps", "84000", *flags) == 0
     rewards = [v for _, v in scalars(str(tmp_path / "ball" / "3DBall"))[
         "Environment/Cumulative Reward"]]
     assert rewards[0] < 3, rewards
-    assert rewards[-1] > 8 and rewards[-1] > 5 * rewards[0], rewards
+    assert rewards[-1] > above and rewards[-1] > 5 * rewards[0], rewards

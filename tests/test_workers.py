@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from helpers import REPO, TESTS_DIR, assert_seeded, learn, scalars
-from palaestra.envs import make_environment
+from helpers import REPO, TESTS_DIR, assert_seeded, fault_config, learn, scalars
+from palaestra.envs import ActionTuple, make_environment
 from palaestra.envs.workers import WorkerEnv, WorkerSettings, worker_seed
 from palaestra.exception import EnvironmentSetupError, TrainerConfigError
 
@@ -123,6 +122,86 @@ def test_cartpole_in_workers_is_the_in_process_run(workers):
             np.testing.assert_array_equal(a["CartPole-v1"][0].agent_id,
                                           b["CartPole-v1"][0].agent_id)
     assert no_worker_children()
+
+
+def _per_copy(rows, copy_of):
+    """Each copy's decisions (observation, reward) and episode ends in order, from rollout
+    rows; `copy_of` maps an agent id to its copy."""
+    out = {}
+    for row in rows:
+        for decision, terminal in row.values():
+            for i, agent in enumerate(decision.agent_id.tolist()):
+                out.setdefault(copy_of(agent), []).append(
+                    ("d", decision.obs[0][i].tolist(), float(decision.reward[i])))
+            for i, agent in enumerate(terminal.agent_id.tolist()):
+                out.setdefault(copy_of(agent), []).append(
+                    ("t", terminal.obs[0][i].tolist(), float(terminal.reward[i]),
+                     bool(terminal.interrupted[i])))
+    return out
+
+
+def _sign_policy(env, steps):
+    """`steps` steps acting on the sign of the pole's angle: actions follow from each copy's
+    own observations, so a copy's run does not depend on how copies are batched."""
+    env.reset()
+    out = []
+    for _ in range(steps):
+        decision, terminal = env.get_steps("CartPole-v1")
+        out.append({"CartPole-v1": (_copy(decision), _copy(terminal))})
+        if len(decision):
+            act = (decision.obs[0][:, 2] > 0).astype(np.int64)[:, None]
+            env.set_actions("CartPole-v1", ActionTuple(np.zeros((len(decision), 0), np.float32),
+                                                       act))
+        env.step()
+    return out
+
+
+def test_ready_sync_steps_every_copy_as_in_process():
+    """worker_sync ready: whatever the batches, each copy lives the in-process copy's life."""
+    args = {"max_episode_steps": 12}
+    inproc = make_environment("CartPole-v1", args, 4, 3)
+    ref = _per_copy(_sign_policy(inproc, 60), lambda agent: agent)
+    inproc.close()
+    env = WorkerEnv("CartPole-v1", args, 4, 3, WorkerSettings(2, ready_only=True))
+    try:
+        got = _per_copy(_sign_policy(env, 150), lambda agent: 2 * (agent % 2) + agent // 2)
+    finally:
+        env.close()
+    assert sorted(got) == [0, 1, 2, 3]
+    for copy, events in ref.items():
+        assert got[copy][:len(events)] == events, copy
+    assert no_worker_children()
+
+
+def test_ready_sync_does_not_wait_for_a_slow_worker(tmp_path):
+    """worker_sync ready: while worker 0's copy is held (it waits for a file at its 3rd step),
+    worker 1's copy goes on stepping; once released, worker 0's copy comes back where it
+    was. With worker_sync all the same run would stand still."""
+    gate = tmp_path / "gate"
+    args = {"gate": str(gate), "gate_seed": 5, "at": 3}
+    env = WorkerEnv("worker_envs:gated", args, 2, 5, WorkerSettings(2, ready_only=True))
+    try:
+        env.reset()
+        seen = {0: [], 1: []}  # per worker: the step counts its copy reported
+        spec = env.behavior_specs["gated"].action_spec
+        while len(seen[1]) < 30:
+            decision, _ = env.get_steps("gated")
+            for i, agent in enumerate(decision.agent_id.tolist()):
+                seen[agent % 2].append(round(float(decision.obs[0][i][1]) * 1000))
+            env.set_actions("gated", spec.empty_action(len(decision)))
+            env.step()
+        assert seen[0] == [0, 1, 2]  # held at its 3rd step
+        gate.touch()
+        while len(seen[0]) < 6:
+            decision, _ = env.get_steps("gated")
+            for i, agent in enumerate(decision.agent_id.tolist()):
+                seen[agent % 2].append(round(float(decision.obs[0][i][1]) * 1000))
+            env.set_actions("gated", spec.empty_action(len(decision)))
+            env.step()
+        assert seen[0][:6] == [0, 1, 2, 3, 4, 5]
+        assert seen[1][:30] == list(range(30))
+    finally:
+        env.close()
 
 
 @pytest.mark.parametrize("env_path, args", [
@@ -256,17 +335,6 @@ def test_a_hung_worker_is_restarted_after_timeout_step(tmp_path, caplog):
     assert workers_gone(before + after, 5.0)
 
 
-def _fault_config(tmp_path, max_steps=800):
-    path = tmp_path / "faulty.yaml"
-    path.write_text(yaml.safe_dump({"behaviors": {"faulty": {
-        "trainer_type": "ppo",
-        "hyperparameters": {"batch_size": 64, "buffer_size": 256, "num_epoch": 2},
-        "network_settings": {"hidden_units": 16, "num_layers": 1},
-        "max_steps": max_steps, "time_horizon": 32, "summary_freq": 400}},
-        "env_settings": {"env_path": "worker_envs:faulty", "num_envs": 2, "seed": 3}}))
-    return str(path)
-
-
 def _final_step(run):
     status = json.loads((run / "run_logs" / "training_status.json").read_text())
     return status["faulty"]["final_checkpoint"]["steps"]
@@ -274,7 +342,7 @@ def _final_step(run):
 
 def test_a_worker_killed_mid_run_restarts_and_the_run_finishes(tmp_path, caplog):
     caplog.set_level("WARNING")
-    config, marker = _fault_config(tmp_path), tmp_path / "killed"
+    config, marker = fault_config(tmp_path), tmp_path / "killed"
     assert learn(config, "--run-id", "k", "--results-dir", str(tmp_path), "--num-workers", "2",
                  "--env-args", "at=100", "how=kill", f"marker={marker}") == 0
     assert marker.exists() and "was killed by SIGKILL" in caplog.text
@@ -287,7 +355,7 @@ def test_a_worker_killed_mid_run_restarts_and_the_run_finishes(tmp_path, caplog)
 def test_past_max_lifetime_restarts_the_run_stops_with_a_checkpoint(tmp_path, capsys):
     import torch
 
-    config = _fault_config(tmp_path)
+    config = fault_config(tmp_path)
     code = learn(config, "--run-id", "q", "--results-dir", str(tmp_path), "--num-workers", "2",
                  "--max-lifetime-restarts", "1", "--restarts-rate-limit-n", "-1",
                  "--env-args", "at=60", "how=kill")  # every life of every copy is killed
@@ -349,10 +417,13 @@ def test_num_workers_flag_setting_and_refusals(tmp_path, capsys, caplog):
 
 
 # -- does it learn ------------------------------------------------------------------------------
-def test_ppo_cartpole_reaches_195_with_two_workers(tmp_path):
+@pytest.mark.parametrize("sync", ["all", "ready"])
+def test_ppo_cartpole_reaches_195_with_two_workers(tmp_path, sync):
+    """As tests/test_learning.py's run. With worker_sync ready the batches (hence the run)
+    depend on timing; CartPole's PPO learns whatever they are."""
     config = os.path.join(REPO, "src", "palaestra", "configs", "ppo", "CartPole.yaml")
     assert learn(config, "--run-id", "cp", "--results-dir", str(tmp_path), "--max-steps",
-                 "30000", "--seed", "1", "--num-workers", "2") == 0
+                 "30000", "--seed", "1", "--num-workers", "2", "--worker-sync", sync) == 0
     rewards = scalars(str(tmp_path / "cp" / "CartPole-v1"))["Environment/Cumulative Reward"]
     assert rewards[-1][1] >= 195, rewards
     assert no_worker_children()

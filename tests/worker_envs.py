@@ -1,5 +1,6 @@
 """Environments for the worker tests (``--env worker_envs:...``): a copy that kills its own
-process, hangs or raises at a chosen step, and a `BaseEnv` that reports stats of its own.
+process, hangs or raises at a chosen step, a copy that waits for a file at a chosen step, and a
+`BaseEnv` that reports stats of its own.
 
 Faults are driven by events, never by time: a copy acts at its `at`-th step. With a `marker`
 path, only the first copy of the whole run to get there acts, once (it creates the file with
@@ -47,6 +48,32 @@ class Faulty(FixedLength):
                 threading.Event().wait()
             raise RuntimeError("the simulator crashed")
         return super().step(action)
+
+
+class Gated(FixedLength):
+    """`FixedLength` episodes; the copy first reset with seed `gate_seed` stops at its `at`-th
+    step until the file `gate` exists (the test makes it: an event, not a time)."""
+
+    def __init__(self, gate: str, gate_seed: int, at: int, length: int) -> None:
+        super().__init__(length)
+        self.gate, self.gate_seed, self.at = gate, gate_seed, at
+        self.gated, self.steps = False, 0
+
+    def reset(self, *, seed: Any = None, options: Any = None):
+        if seed is not None:
+            self.gated = seed == self.gate_seed
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        self.steps += 1
+        if self.gated and self.steps == self.at:
+            while not os.path.exists(self.gate):
+                threading.Event().wait(0.001)
+        return super().step(action)
+
+
+def gated(gate: str = "", gate_seed: int = 0, at: int = 3, length: int = 1000) -> gym.Env:
+    return Gated(gate, int(gate_seed), int(at), int(length))
 
 
 def faulty(at: int = 20, how: str = "kill", marker: str = "", length: int = 8) -> gym.Env:

@@ -26,14 +26,22 @@ logger = logging.getLogger("palaestra")
 FLAG_SECTIONS: Dict[str, Tuple[str, ...]] = {
     "checkpoint_settings": ("run_id", "resume", "force", "initialize_from", "results_dir",
                             "inference", "load_model"),
-    "env_settings": ("env_path", "num_envs", "num_workers", "seed", "env_args", "timeout_step",
+    "env_settings": ("env_path", "num_envs", "num_workers", "worker_sync", "seed", "env_args",
+                     "timeout_step",
                      "base_port", "num_areas", "timeout_wait", "max_lifetime_restarts",
                      "restarts_rate_limit_n", "restarts_rate_limit_period_s"),
     "engine_settings": ("width", "height", "quality_level", "time_scale", "target_frame_rate",
                         "capture_frame_rate", "no_graphics", "no_graphics_monitor"),
     "torch_settings": ("device", "accel"),
 }
+# Flags that set a key of a block inside a section: flag -> (section, block, key).
+FLAG_BLOCKS: Dict[str, Tuple[str, str, str]] = {
+    "ray_address": ("env_settings", "ray", "address"),
+    "ray_actors": ("env_settings", "ray", "num_actors"),
+    "ray_chunk_steps": ("env_settings", "ray", "chunk_steps"),
+}
 _FLAG_SECTION = {flag: section for section, flags in FLAG_SECTIONS.items() for flag in flags}
+_FLAG_SECTION.update({flag: section for flag, (section, _, _) in FLAG_BLOCKS.items()})
 _SECTIONS = ("behaviors", "default_settings", "env_settings", "engine_settings",
              "environment_parameters", "checkpoint_settings", "torch_settings")
 
@@ -65,7 +73,12 @@ def overrides_from_flags(values: Mapping[str, Any]) -> Dict[str, Any]:
     `force: true`; `--resume` must still resume, not refuse or delete)."""
     out: Dict[str, Dict[str, Any]] = {}
     for flag, value in values.items():
-        if value is not None:
+        if value is None:
+            continue
+        if flag in FLAG_BLOCKS:
+            section, block, key = FLAG_BLOCKS[flag]
+            out.setdefault(section, {}).setdefault(block, {})[key] = value
+        else:
             out.setdefault(_FLAG_SECTION[flag], {})[flag] = value
     ckpt = out.get("checkpoint_settings", {})
     if ckpt.get("resume") and not ckpt.get("force"):
@@ -84,8 +97,9 @@ def learn(config: Union[str, "os.PathLike[str]", Mapping[str, Any], None] = None
     `config`: a YAML file's path, or a mapping with the same content; None trains every
     behavior with the default (PPO) settings. `run_id`, `env` (a Gymnasium id or
     `module.path:factory`) and `max_steps` (every behavior's) are the command's flags; so are
-    `num_envs`, `num_workers` (worker processes for the copies: docs/scale-out.md), `seed`,
-    `resume`, `force`, `initialize_from`, `results_dir`, `device`, `accel` ("auto" / "off"),
+    `num_envs`, `num_workers` and `worker_sync` (worker processes for the copies:
+    docs/scale-out.md), `ray_address`, `ray_actors` and `ray_chunk_steps` (Ray actors:
+    `env_settings.ray`), `seed`, `resume`, `force`, `initialize_from`, `results_dir`, `device`, `accel` ("auto" / "off"),
     `timeout_step`, `env_args` (a list of "key=value"), `inference`,
     `deterministic`, `debug`, and mlagents-learn's Unity flags (`base_port`, `num_areas`,
     `timeout_wait`, `no_graphics`, `time_scale`, `width`, ...: `FLAG_SECTIONS`). Any other
@@ -97,6 +111,8 @@ def learn(config: Union[str, "os.PathLike[str]", Mapping[str, Any], None] = None
     of printing them. A first Ctrl-C (or SIGTERM) stops the run after a checkpoint and
     returns; a second raises KeyboardInterrupt.
     """
+    from palaestra.config import deep_update
+
     flags: Dict[str, Any] = {"run_id": run_id, "env_path": env}
     sections: Dict[str, Any] = {}
     debug = bool(overrides.pop("debug", False))
@@ -118,7 +134,7 @@ def learn(config: Union[str, "os.PathLike[str]", Mapping[str, Any], None] = None
     merged: Dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v
                               for k, v in sections.items()}
     for section, values in overrides_from_flags(flags).items():
-        merged[section] = {**merged.get(section, {}), **values}
+        deep_update(merged.setdefault(section, {}), values)  # `ray_address` keeps ray={...}
     if debug:
         merged["debug"] = True
     if deterministic:
@@ -207,6 +223,10 @@ def _train(options: Any, registry: Any, accel: Any, source: Optional[str]) -> Ru
             created, lock = _prepare_run_dir(options)
         if unity:
             env = _make_unity(options, inference)
+        elif env_settings.ray is not None:
+            from palaestra.scale.ray_fleet import FleetSettings, RayFleet
+
+            env = RayFleet.start(FleetSettings.from_env_settings(env_settings))
         elif env_settings.num_workers:
             from palaestra.envs.workers import WorkerEnv, WorkerSettings
 

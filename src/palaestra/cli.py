@@ -32,6 +32,10 @@ def _learn_parser(sub: Any) -> None:
                    help="Spread the copies over W worker processes, for slow simulators (0, "
                         "the default: in the training process; not for Unity builds; see "
                         "docs/scale-out.md).")
+    p.add_argument("--worker-sync", choices=("all", "ready"),
+                   help="With --num-workers: all (the default: every step waits for every "
+                        "worker; reproducible) or ready (a step takes the workers that have "
+                        "answered, the others keep stepping; not reproducible).")
     p.add_argument("--seed", type=int, help="Random seed (-1 picks one).")
     p.add_argument("--timeout-step", type=float, metavar="SECONDS",
                    help="Stop the run if one environment reset or step takes longer "
@@ -67,8 +71,21 @@ def _learn_parser(sub: Any) -> None:
     unity.add_argument("--base-port", type=int, help="First port for Unity builds (5005; the "
                                                      "Editor uses 5004).")
     unity.add_argument("--num-areas", type=int, help="Training areas per Unity instance.")
+    ray = p.add_argument_group("Ray actors, on this machine or a cluster (env_settings.ray; "
+                               "docs/scale-out.md)")
+    ray.add_argument("--ray-address", metavar="ADDRESS",
+                     help="Step the copies in Ray actors: local (Ray started in this "
+                          "process), auto (the cluster this machine joined with ray start) "
+                          "or HOST:PORT of a cluster's head.")
+    ray.add_argument("--ray-actors", type=int, metavar="N",
+                     help="Actors the copies are spread over (default: one per copy, as many "
+                          "as the cluster's CPUs hold).")
+    ray.add_argument("--ray-chunk-steps", type=int, metavar="STEPS",
+                     help="Steps an actor collects per call (64); acting lags learning by at "
+                          "most one chunk.")
     restarts = p.add_argument_group(
-        "Starts and restarts of Unity builds and --num-workers worker processes (env_settings)")
+        "Starts and restarts of Unity builds, --num-workers worker processes and Ray actors "
+        "(env_settings)")
     restarts.add_argument("--timeout-wait", type=int, metavar="SECONDS",
                           help="How long to wait for Unity to connect, or a worker process to "
                                "start and make its copies (60).")
@@ -251,9 +268,10 @@ def run_plot(args: argparse.Namespace) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> Dict[str, Any]:
-    from palaestra.api import FLAG_SECTIONS, overrides_from_flags
+    from palaestra.api import FLAG_BLOCKS, FLAG_SECTIONS, overrides_from_flags
 
     flags = {flag: getattr(args, flag) for flags in FLAG_SECTIONS.values() for flag in flags}
+    flags.update({flag: getattr(args, flag) for flag in FLAG_BLOCKS})
     out = overrides_from_flags(flags)
     if args.debug:
         out["debug"] = True

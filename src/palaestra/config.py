@@ -11,11 +11,13 @@ import copy
 import dataclasses
 import difflib
 import enum
+import importlib.util
 import logging
 import math
 import operator
 import os
 import reprlib
+import sys
 import types
 import typing
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
@@ -49,6 +51,13 @@ def targets_unity(env_path: Optional[str]) -> bool:
     from palaestra.unity.launcher import is_unity_build
 
     return env_path not in BUILTIN_ENVS and is_unity_build(env_path)
+
+
+def _ray_installed() -> bool:
+    """Whether `import ray` would work, found without importing it (half a second)."""
+    if "ray" in sys.modules:
+        return sys.modules["ray"] is not None
+    return importlib.util.find_spec("ray") is not None
 
 
 class _Structurer:
@@ -368,7 +377,24 @@ class ConfigLoader:
                 "in processes of their own (num_envs instances); worker processes are for "
                 "Gymnasium, PettingZoo, built-in and module:factory environments. Remove it "
                 "(or set 0).")
+        if options.env_settings.ray is not None:
+            self._check_ray(options)
         return options
+
+    def _check_ray(self, options: RunOptions) -> None:
+        """`env_settings.ray` needs Ray installed, and an environment that its actors make
+        (not a Unity build or the Editor, which run in processes of their own)."""
+        if targets_unity(options.env_settings.env_path):
+            raise self.st.error(
+                "env_settings.ray",
+                "Unity builds and the Editor run in processes of their own (num_envs "
+                "instances); Ray actors are for Gymnasium, PettingZoo, built-in and "
+                "module:factory environments. Remove the ray block.")
+        if not _ray_installed():
+            raise self.st.error(
+                "env_settings.ray",
+                'Ray is not installed here: pip install "palaestra[ray]" (or pip install '
+                "ray), on every machine of the cluster; or remove the ray block.")
 
     def trainer_settings(self, value: Any, defaults: Mapping[str, Any], path: str
                          ) -> TrainerSettings:
@@ -444,14 +470,15 @@ class ConfigLoader:
                     if getattr(options.env_settings, k) != getattr(env, k)]
         restarts = [f"env_settings.{k}" for k in _RESTART_ENV_KEYS
                     if getattr(options.env_settings, k) != getattr(env, k)]
-        if restarts and not options.env_settings.num_workers:
+        restarting = options.env_settings.num_workers or options.env_settings.ray is not None
+        if restarts and not restarting:
             ignored += restarts
         if ignored:
             logger.warning("%s: ignoring Unity-only settings that mean nothing here: %s%s",
                            self.st.source, ", ".join(ignored),
-                           " (the restart settings apply to Unity builds and to environment "
-                           "worker processes, env_settings.num_workers)" if restarts and
-                           not options.env_settings.num_workers else "")
+                           " (the restart settings apply to Unity builds, to environment "
+                           "worker processes, env_settings.num_workers, and to Ray actors, "
+                           "env_settings.ray)" if restarts and not restarting else "")
         if options.environment_parameters:
             logger.warning(
                 "%s: environment_parameters (%s) are not applied: palaestra's environments take "

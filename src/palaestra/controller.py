@@ -18,7 +18,7 @@ from palaestra.accel import Accel
 from palaestra.agent_processor import AgentProcessor
 from palaestra.atomic import atomic_write_text
 from palaestra.env_manager import EnvManager
-from palaestra.envs.base import BaseEnv, BehaviorSpec
+from palaestra.envs.base import BehaviorSpec
 from palaestra.exception import NonFiniteError, PalaestraError, TrainerConfigError
 from palaestra.describe import describe_error
 from palaestra.registry import TrainerRegistry
@@ -34,15 +34,23 @@ logger = logging.getLogger("palaestra")
 
 
 class TrainerController:
-    def __init__(self, options: RunOptions, registry: TrainerRegistry, env: BaseEnv,
+    def __init__(self, options: RunOptions, registry: TrainerRegistry, env: Any,
                  writers: List[StatsWriter], seed: int, accel: Optional[Accel] = None) -> None:
+        """`env`: a `BaseEnv`, or with `env_settings.ray` the `palaestra.scale.RayFleet`
+        whose actors step the copies (`RayEnvManager` then drives it instead of
+        `EnvManager`)."""
         self.options = options
         self.accel_plan = accel  # the run's speed paths, applied to each trainer it builds
         self.registry = registry
         self.writers = guard_writers(writers)  # a failing writer is reported and switched off
         self.seed = seed
         self.timers = Timers()
-        self.env_manager = EnvManager(env, self.timers)
+        self.env_manager: Any = EnvManager(env, self.timers)
+        if options.env_settings.ray is not None:  # `env` is the run's Ray actors (api)
+            from palaestra.scale.ray_manager import RayEnvManager
+
+            self.env_manager = RayEnvManager(env, self.timers,
+                                             accel is not None and accel.numpy_acting)
         self.trainers: Dict[str, RLTrainer] = {}
         self.write_path = options.checkpoint_settings.write_path
         self.status_path = os.path.join(self.write_path, "run_logs", "training_status.json")

@@ -5,8 +5,9 @@ process: the environments palaestra is mostly used with step in microseconds, fa
 round trip to another process would cost. For slow simulators `env_settings.num_workers`
 puts the copies in worker processes (`palaestra.envs.workers.WorkerEnv`: they step while the
 trainers work, and a lost worker is restarted); Unity builds run in their own processes
-(`palaestra.unity`). Both are awaited in `get_steps`. Several machines (Ray) are being built
-(docs/scale-out.md).
+(`palaestra.unity`). Both are awaited in `get_steps`. With `env_settings.ray` the copies run
+in Ray actors that act with their own copies of the policies, a chunk of steps per call, and
+`palaestra.scale.ray_manager.RayEnvManager` replays the chunks instead (docs/scale-out.md).
 """
 from __future__ import annotations
 
@@ -93,16 +94,21 @@ class EnvManager:
             self._report(stats)
 
     def _report(self, stats: Mapping[str, Any]) -> None:
-        """The environment's own stats into every behavior's summary, with their aggregation
-        (as ML-Agents records a Unity StatsRecorder's values)."""
-        for processor in self.processors.values():
-            reporter = processor.stats
-            for key, values in stats.items():
-                for value, aggregation in values:
-                    if aggregation == "most_recent":
-                        reporter.set_stat(key, value)
-                    else:
-                        reporter.add_stat(key, value, "sum" if aggregation == "sum" else "mean")
+        report_env_stats(self.processors, stats)
 
     def close(self) -> None:
         self.env.close()
+
+
+def report_env_stats(processors: Mapping[str, AgentProcessor], stats: Mapping[str, Any]
+                     ) -> None:
+    """The environment's own stats into every behavior's summary, with their aggregation
+    (as ML-Agents records a Unity StatsRecorder's values)."""
+    for processor in processors.values():
+        reporter = processor.stats
+        for key, values in stats.items():
+            for value, aggregation in values:
+                if aggregation == "most_recent":
+                    reporter.set_stat(key, value)
+                else:
+                    reporter.add_stat(key, value, "sum" if aggregation == "sum" else "mean")

@@ -63,6 +63,9 @@ class TorchPolicy:
                 "one (NetworkBody's encoder has one: self.network_body.update_normalization), or "
                 "set normalize: false.")
         self.global_step = 0
+        # +1 at every `weights_changed`: copies of the actor in other processes (Ray actors,
+        # palaestra.scale) are sent the weights again when it moved
+        self.weights_version = 0
         self._tanh = bool(actor_kwargs.get("tanh_squash", False))
         # The NumPy acting mirror (palaestra.accel), when the run's accel plan switches it on.
         self._numpy_actor: Optional[NumpyActor] = None
@@ -110,7 +113,9 @@ class TorchPolicy:
         """The actor's weights were changed in place (an optimizer step, a checkpoint load).
         The trainer calls this after every `_update_policy` that returns True and after a
         restore; a trainer that changes the actor's weights anywhere else calls it too, or an
-        accelerated acting path would go on acting with the weights it last read."""
+        accelerated acting path, or a copy of the policy in another process, would go on acting
+        with the weights it last read."""
+        self.weights_version += 1
         if self._numpy_actor is not None:
             self._numpy_actor.stale = True
 

@@ -309,6 +309,61 @@ class TrainerSettings(Settings):
                                      key="reward_signals", value=self.reward_signals)
 
 
+class WorkerSync(enum.Enum):
+    """palaestra extension: how a step waits for environment worker processes. `all`: every
+    step waits for every worker (lockstep: a run is reproducible for a seed and number of
+    workers); `ready`: a step takes the workers that have answered and the others keep
+    stepping (faster when steps take uneven times; not reproducible)."""
+
+    ALL = "all"
+    READY = "ready"
+
+
+class RaySettings(Settings):
+    """palaestra extension (docs/scale-out.md): the copies stepped by Ray actors, on this
+    machine or the nodes of a cluster. Each actor holds a share of the copies and its own copy
+    of the policies and collects `chunk_steps` steps per call; the trainers stay in the
+    training process, which replays the steps. The block present (even empty) means Ray."""
+
+    address: str = setting(
+        "local", "Where Ray runs (--ray-address): local (started in the training process, on "
+                 "this machine), auto (the cluster `ray start` made this machine part of) or "
+                 "HOST:PORT of a cluster's head.")
+    num_actors: Optional[int] = setting(
+        None, "Actors the copies are spread over (--ray-actors), 1 to num_envs; null: one per "
+              "copy, as many as the cluster's CPUs hold (CPUs / cpus_per_actor).",
+        ge=1, le=MAX_ENVS)
+    chunk_steps: int = setting(
+        64, "Steps an actor collects per call (--ray-chunk-steps); acting lags learning by at "
+            "most one chunk.", ge=1, le=MAX_STEPS_PER_TRAJECTORY)
+    cpus_per_actor: float = setting(1.0, "CPUs Ray reserves for each actor (a fraction "
+                                         "shares a core).", gt=0.0, le=MAX_THREADS)
+    num_cpus: Optional[int] = setting(
+        None, "With address local: the CPUs of the Ray started in-process (null: this "
+              "machine's cores but one, left to the trainers).", ge=1, le=MAX_THREADS)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not ray_address_ok(self.address):
+            raise TrainerConfigError(
+                "not a Ray address; allowed: local, auto or HOST:PORT of a Ray cluster's head "
+                "(e.g. 10.0.0.5:6379, port 1 to 65535)", key="address", value=self.address)
+        if self.num_cpus is not None and self.address != "local":
+            raise TrainerConfigError(
+                "num_cpus sizes the Ray this run starts itself (address local); a cluster's "
+                "nodes say their CPUs with ray start --num-cpus", key="num_cpus",
+                value=self.num_cpus)
+
+
+def ray_address_ok(address: str) -> bool:
+    """local, auto, or HOST:PORT (a host name or address, a port from 1 to 65535)."""
+    if address in ("local", "auto"):
+        return True
+    host, sep, port = address.rpartition(":")
+    return bool(sep and host.strip("[]") and not any(c.isspace() or c in "/@" for c in host)
+                and port.isdigit() and 1 <= int(port) <= 65535)
+
+
 class EnvironmentSettings(Settings):
     env_path: Optional[str] = setting(None, "Gymnasium id, built-in name, or module:factory.")
     env_args: Optional[Union[Dict[str, Any], List[str]]] = setting(
@@ -320,6 +375,10 @@ class EnvironmentSettings(Settings):
         0, "Worker processes the copies are spread over (palaestra extension): 0 steps them in "
            "the training process; W >= 1 runs W processes, for simulators slow enough to need "
            "several cores (docs/scale-out.md). Not for Unity builds.", ge=0, le=MAX_ENVS)
+    worker_sync: WorkerSync = setting(
+        WorkerSync.ALL, "With num_workers: all (every step waits for every worker, "
+                        "reproducible) or ready (a step takes the workers that have answered; "
+                        "palaestra extension, docs/scale-out.md).")
     num_areas: int = setting(1, "Training areas per Unity instance.", ge=1)
     timeout_wait: int = setting(60, "Seconds to wait for Unity to connect or answer, or for "
                                     "an environment worker to start.", ge=1)
@@ -334,6 +393,9 @@ class EnvironmentSettings(Settings):
                                             "per period (-1: no limit).", ge=-1)
     restarts_rate_limit_period_s: int = setting(60, "The period of restarts_rate_limit_n, in "
                                                     "seconds.", ge=1)
+    ray: Optional[RaySettings] = setting(
+        None, "Step the copies in Ray actors, on this machine or a cluster (palaestra "
+              "extension, docs/scale-out.md); null: no Ray.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -342,6 +404,16 @@ class EnvironmentSettings(Settings):
                 f"more worker processes than environment copies (num_envs: {self.num_envs}); "
                 f"allowed: 0 (the copies in the training process) to {self.num_envs}",
                 key="num_workers", value=self.num_workers)
+        if self.ray is not None and self.num_workers:
+            raise TrainerConfigError(
+                "Ray actors step their copies themselves: use num_workers (processes on this "
+                "machine) or ray (actors on a cluster), not both", key="num_workers",
+                value=self.num_workers)
+        actors = self.ray.num_actors if self.ray is not None else None
+        if actors is not None and actors > self.num_envs:
+            raise TrainerConfigError(
+                f"more Ray actors than environment copies (num_envs: {self.num_envs}); "
+                f"allowed: 1 to {self.num_envs}", key="ray.num_actors", value=actors)
 
 
 class EngineSettings(Settings):

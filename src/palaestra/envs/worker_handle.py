@@ -40,6 +40,7 @@ class WorkerHandle:
         self.blocks: Dict[str, StepBlock] = {}
         self.busy_since: Optional[float] = None  # when the reply now due was asked for
         self.steps: Dict[str, Tuple[DecisionSteps, TerminalSteps]] = {}
+        self.fresh = False  # `steps` received and not yet handed out in a batch
         self.actions: Dict[str, int] = {}
         self.restarts: List[float] = []
 
@@ -140,7 +141,7 @@ class WorkerHandle:
         for block in self.blocks.values():
             block.close()
             block.unlink()
-        self.blocks, self.busy_since, self.actions = {}, None, {}
+        self.blocks, self.busy_since, self.actions, self.fresh = {}, None, {}, False
 
     def error(self, report: ErrorReport) -> PalaestraError:
         """The exception its environment raised, as a palaestra error: the same class if it

@@ -41,6 +41,7 @@ import numpy as np
 from palaestra.envs.base import (ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
                                  TerminalSteps, concat_decisions, concat_terminals,
                                  globalise_ids)
+from palaestra.envs.restarts import RestartQuota
 from palaestra.envs.shared_blocks import block_prefix
 from palaestra.envs.worker_handle import START_TEXT, TIMEOUT_TEXT, WorkerHandle, WorkerLost
 from palaestra.envs.worker_process import WorkerRecipe
@@ -65,12 +66,13 @@ class WorkerSettings:
     restarts_rate_limit_n: int = 1
     restarts_rate_limit_period_s: float = 60.0
     start_timeout: float = 60.0
+    ready_only: bool = False  # `worker_sync: ready`: a step takes the workers that answered
 
     @classmethod
     def from_env_settings(cls, env: Any) -> "WorkerSettings":
         return cls(env.num_workers, env.timeout_step or None, env.max_lifetime_restarts,
                    env.restarts_rate_limit_n, float(env.restarts_rate_limit_period_s),
-                   float(env.timeout_wait))
+                   float(env.timeout_wait), env.worker_sync.value == "ready")
 
 
 def worker_seed(seed: Optional[int], first_copy: int, life: int, num_envs: int
@@ -81,6 +83,18 @@ def worker_seed(seed: Optional[int], first_copy: int, life: int, num_envs: int
     if seed is None or seed < 0:
         return None
     return seed + first_copy + life * num_envs
+
+
+def check_alike(known: Mapping[str, BehaviorSpec], specs: Mapping[str, BehaviorSpec],
+                first: bool, where: str, reference: str) -> None:
+    """A new worker's (or Ray actor's) behaviors against those of the first one, `known`:
+    the same set (`first`: at the start) or, after a restart, the same spaces for those it has
+    (a behavior may appear later, as agents spawn)."""
+    seen = {name: known.get(name) for name in specs}
+    if seen != dict(specs) or (first and set(specs) != set(known)):
+        raise EnvironmentSetupError(
+            f"{where} made an environment with other behaviors or spaces than {reference} had "
+            f"({', '.join(specs)} vs {', '.join(known)}): every copy must be alike.")
 
 
 class WorkerEnv(BaseEnv):
@@ -104,6 +118,7 @@ class WorkerEnv(BaseEnv):
         self._steps: Dict[str, Tuple[DecisionSteps, TerminalSteps]] = {}
         self._interrupted: Dict[int, Dict[str, TerminalSteps]] = {}
         self._stats: Dict[str, List[Tuple[float, str]]] = {}
+        self._batch: List[WorkerHandle] = []  # the workers of the steps handed out last
         self._collected = False
         try:
             for worker in self._workers:
@@ -129,12 +144,12 @@ class WorkerEnv(BaseEnv):
 
     def reset(self) -> None:
         if any(w.busy_since is not None for w in self._workers):
-            self._gather("step")
+            self._gather("step", every=True)
         self._interrupted = {}
         for worker in self._workers:
             worker.steps = {}
             worker.send(("reset",))
-        self._gather("reset")
+        self._gather("reset", every=True)
 
     def get_steps(self, behavior_name: str) -> Tuple[DecisionSteps, TerminalSteps]:
         if not self._collected:
@@ -146,12 +161,12 @@ class WorkerEnv(BaseEnv):
         if not self._collected:
             self._gather("step")
         counts = [len(w.steps[behavior_name][0]) if behavior_name in w.steps else 0
-                  for w in self._workers]
+                  for w in self._batch]
         if len(actions) != sum(counts):
             raise ValueError(f"{behavior_name}: {len(actions)} actions for {sum(counts)} agents "
                              "of the last decision batch.")
         offset = 0
-        for worker, n in zip(self._workers, counts):
+        for worker, n in zip(self._batch, counts):
             if n:  # a worker without agents of this behavior is not told (as in-process)
                 block = worker.blocks[behavior_name]
                 block.continuous[:n] = actions.continuous[offset:offset + n]
@@ -160,10 +175,11 @@ class WorkerEnv(BaseEnv):
                 offset += n
 
     def step(self) -> None:
-        """Every worker steps with its actions; returns at once (`get_steps` waits)."""
+        """Every worker of the last batch steps with its actions; returns at once
+        (`get_steps` waits). With `worker_sync: all` the batch is every worker."""
         if not self._collected:
             self._gather("step")
-        for worker in self._workers:
+        for worker in self._batch:
             rows, worker.actions = worker.actions, {}
             worker.send(("step", rows))
         self._collected = False
@@ -173,6 +189,11 @@ class WorkerEnv(BaseEnv):
         if not self._collected:
             self._gather("step")
         worker = self._workers[0]
+        if worker.busy_since is not None:  # stepping (worker_sync: ready): its step waits
+            try:                            # in the next batch
+                self._accept(worker, worker.receive(self.settings.timeout))
+            except WorkerLost as exc:
+                raise EnvironmentSetupError(f"{exc} while rendering.") from None
         worker.send(("render",))
         try:
             reply = worker.receive(self.settings.timeout)
@@ -229,24 +250,29 @@ class WorkerEnv(BaseEnv):
         if not self._specs:
             self._specs, self.render_fps = dict(specs), fps
             return
-        known = {name: self._specs.get(name) for name in specs}
-        if known != specs or (first and set(specs) != set(self._specs)):
-            raise EnvironmentSetupError(
-                f"{worker.where} made an environment with other behaviors or spaces than "
-                f"worker 0 had ({', '.join(specs)} vs {', '.join(self._specs)}): every copy "
-                "must be alike.")
+        check_alike(self._specs, specs, first, worker.where, "worker 0")
 
-    def _gather(self, doing: str) -> None:
-        """Wait for the reply of every worker sent a reset or step; a worker that died (or, in
-        a step, did not answer in time) is restarted. Then assemble the batches."""
+    def _gather(self, doing: str, every: bool = False) -> None:
+        """Wait for the reply of every worker sent a reset or step (with `worker_sync: ready`
+        and not `every`: of at least one, taking the others that have answered by then); a
+        worker that died (or, in a step, did not answer in time) is restarted. Then assemble
+        the batches of the workers heard from."""
         timeout = self.settings.timeout
+        every = every or not self.settings.ready_only
         while True:
             busy = [w for w in self._workers if w.busy_since is not None]
             if not busy:
                 break
-            since = min(w.busy_since or 0.0 for w in busy)
-            left = None if timeout is None else max(0.0, since + timeout - time.monotonic())
+            heard = any(w.fresh for w in self._workers)
+            if heard and not every:
+                left: Optional[float] = 0.0  # take who has answered, wait for no one
+            else:
+                since = min(w.busy_since or 0.0 for w in busy)
+                left = None if timeout is None else max(0.0,
+                                                        since + timeout - time.monotonic())
             ready = set(wait([x for w in busy for x in w.waitables], left))
+            if heard and not every and not ready:
+                break
             now = time.monotonic()
             for worker in busy:
                 if any(x in ready for x in worker.waitables):
@@ -264,13 +290,15 @@ class WorkerEnv(BaseEnv):
         self._assemble()
 
     def _accept(self, worker: WorkerHandle, reply: Tuple[Any, ...]) -> None:
-        """A worker's step: observations copied out of its blocks, ids made global."""
+        """A worker's step: observations copied out of its blocks, ids made global; handed
+        out in the next batch."""
         if reply[0] == "error":
             raise worker.error(reply[1])
         _, reports, new_specs, stats = reply
         self._specs.update(new_specs)
         n = len(self._workers)
         worker.steps = {}
+        worker.fresh = True
         for name, (new_block, decision, terminal) in reports.items():
             block = worker.block(name, self._specs[name], new_block)
             decision.obs = [o[:len(decision)].copy() for o in block.decision_obs]
@@ -281,16 +309,19 @@ class WorkerEnv(BaseEnv):
             self._stats.setdefault(key, []).extend(values)
 
     def _assemble(self) -> None:
-        """Each behavior's batches of every worker, in worker order (a restarted worker's
-        interrupted episodes before its fresh agents)."""
+        """Each behavior's batches of the workers heard from since the last batch, in worker
+        order (a restarted worker's interrupted episodes before its fresh agents)."""
         steps = {}
+        self._batch = [w for w in self._workers if w.fresh]
+        for worker in self._batch:
+            worker.fresh = False
         for name, spec in self._specs.items():
             decisions, terminals = [], []
             for worker in self._workers:
                 ended = self._interrupted.get(worker.index, {}).get(name)
                 if ended is not None:
                     terminals.append(ended)
-                if name in worker.steps:
+                if worker in self._batch and name in worker.steps:
                     decisions.append(worker.steps[name][0])
                     terminals.append(worker.steps[name][1])
             steps[name] = (concat_decisions(decisions, spec), concat_terminals(terminals, spec))
@@ -320,17 +351,9 @@ class WorkerEnv(BaseEnv):
     def _restart(self, worker: WorkerHandle, why: str) -> None:
         """Worker lost: its open episodes end as interrupted, fresh copies in a new process."""
         s = self.settings
-        now = time.monotonic()
-        recent = [t for t in worker.restarts if now - t < s.restarts_rate_limit_period_s]
-        if (0 <= s.max_lifetime_restarts <= len(worker.restarts)) or \
-                (0 <= s.restarts_rate_limit_n <= len(recent)):
-            raise EnvironmentSetupError(
-                f"{worker.where} exceeded the allowed restarts (env_settings."
-                f"max_lifetime_restarts {s.max_lifetime_restarts}, restarts_rate_limit_n "
-                f"{s.restarts_rate_limit_n} per restarts_rate_limit_period_s "
-                f"{s.restarts_rate_limit_period_s:g} s) after it {why}")
+        RestartQuota(s.max_lifetime_restarts, s.restarts_rate_limit_n,
+                     s.restarts_rate_limit_period_s, worker.restarts).spend(worker.where, why)
         logger.warning("Restarting %s after it %s.", worker.where, why)
-        worker.restarts.append(now)
         self._interrupted[worker.index] = self._interrupt(worker)
         worker.process.kill()  # a hung worker too; a dead one is only reaped
         worker.stop()

@@ -26,6 +26,7 @@ import numpy as np
 from palaestra.envs.base import (ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
                                  TerminalSteps, concat_decisions, concat_terminals,
                                  globalise_ids)
+from palaestra.envs.restarts import RestartQuota
 from palaestra.exception import EnvironmentSetupError
 from palaestra.unity import decode, protocol
 from palaestra.unity.connection import UnityStopped
@@ -274,18 +275,10 @@ class UnityEnvironment(BaseEnv):
         s = self.settings
         if s.executable is None:  # the Editor left Play mode: there is nothing to restart
             raise EnvironmentSetupError(f"{why}; the run stops (its checkpoint is saved).")
-        now = time.monotonic()
-        history = self._restarts[i]
-        recent = [t for t in history if now - t < s.restarts_rate_limit_period_s]
-        if (0 <= s.max_lifetime_restarts <= len(history)) or \
-                (0 <= s.restarts_rate_limit_n <= len(recent)):
-            raise EnvironmentSetupError(
-                f"Unity instance {i} exceeded the allowed restarts "
-                f"(--max-lifetime-restarts {s.max_lifetime_restarts}, --restarts-rate-limit-n "
-                f"{s.restarts_rate_limit_n} per {s.restarts_rate_limit_period_s:g} s) after: "
-                f"{why}")
+        RestartQuota(s.max_lifetime_restarts, s.restarts_rate_limit_n,
+                     s.restarts_rate_limit_period_s, self._restarts[i]).spend(
+            f"Unity instance {i}", f"stopped: {why}")
         logger.warning("Restarting Unity instance %d after: %s", i, why)
-        history.append(now)
         old = self._instances[i]
         assert old is not None
         self._extra_terminal[i] = self._interrupt(old, i)
