@@ -79,3 +79,19 @@ def fault_config(tmp_path, max_steps=800, **env_settings):
         "env_settings": {"env_path": "worker_envs:faulty", "num_envs": 2, "seed": 3,
                          **env_settings}}))
     return str(path)
+
+
+def assert_stops_past_restart_quota(tmp_path, capsys, config, *flags):
+    """A `fault_config` run (with `flags`: workers or Ray) whose every copy kills itself at
+    its 60th step in every life: past one restart it stops with exit code 1, the quota named,
+    and a checkpoint saved before max_steps."""
+    import torch
+
+    code = learn(config, "--run-id", "q", "--results-dir", str(tmp_path), *flags,
+                 "--max-lifetime-restarts", "1", "--restarts-rate-limit-n", "-1",
+                 "--env-args", "at=60", "how=kill")
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "exceeded the allowed restarts" in err and "max_lifetime_restarts 1" in err
+    saved = torch.load(tmp_path / "q" / "faulty" / "checkpoint.pt", weights_only=True)
+    assert 0 < saved["step"] < 800

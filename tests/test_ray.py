@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import REPO, TESTS_DIR, fault_config, learn, scalars
+from helpers import REPO, TESTS_DIR, assert_stops_past_restart_quota, fault_config, learn, scalars
 from palaestra.exception import EnvironmentSetupError, TrainerConfigError
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
@@ -253,16 +253,7 @@ def test_an_actor_killed_mid_run_is_replaced_and_the_run_finishes(tmp_path, capl
 @needs_ray
 def test_past_max_lifetime_restarts_the_run_stops_with_a_checkpoint(tmp_path, capsys,
                                                                     ray_session):
-    import torch
-
-    code = learn(_fault_config(tmp_path), "--run-id", "q", "--results-dir", str(tmp_path),
-                 "--max-lifetime-restarts", "1", "--restarts-rate-limit-n", "-1",
-                 "--env-args", "at=60", "how=kill")  # every life of every copy is killed
-    err = capsys.readouterr().err
-    assert code == 1, err
-    assert "exceeded the allowed restarts" in err and "max_lifetime_restarts 1" in err
-    saved = torch.load(tmp_path / "q" / "faulty" / "checkpoint.pt", weights_only=True)
-    assert 0 < saved["step"] < 800
+    assert_stops_past_restart_quota(tmp_path, capsys, _fault_config(tmp_path))
 
 
 @needs_ray

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import REPO, TESTS_DIR, assert_seeded, fault_config, learn, scalars
+from helpers import (REPO, TESTS_DIR, assert_seeded, assert_stops_past_restart_quota,
+                     fault_config, learn, scalars)
 from palaestra.envs import ActionTuple, make_environment
 from palaestra.envs.workers import WorkerEnv, WorkerSettings, worker_seed
 from palaestra.exception import EnvironmentSetupError, TrainerConfigError
@@ -184,20 +185,19 @@ def test_ready_sync_does_not_wait_for_a_slow_worker(tmp_path):
         env.reset()
         seen = {0: [], 1: []}  # per worker: the step counts its copy reported
         spec = env.behavior_specs["gated"].action_spec
-        while len(seen[1]) < 30:
-            decision, _ = env.get_steps("gated")
-            for i, agent in enumerate(decision.agent_id.tolist()):
-                seen[agent % 2].append(round(float(decision.obs[0][i][1]) * 1000))
-            env.set_actions("gated", spec.empty_action(len(decision)))
-            env.step()
+
+        def step_until(done):
+            while not done():
+                decision, _ = env.get_steps("gated")
+                for i, agent in enumerate(decision.agent_id.tolist()):
+                    seen[agent % 2].append(round(float(decision.obs[0][i][1]) * 1000))
+                env.set_actions("gated", spec.empty_action(len(decision)))
+                env.step()
+
+        step_until(lambda: len(seen[1]) >= 30)
         assert seen[0] == [0, 1, 2]  # held at its 3rd step
         gate.touch()
-        while len(seen[0]) < 6:
-            decision, _ = env.get_steps("gated")
-            for i, agent in enumerate(decision.agent_id.tolist()):
-                seen[agent % 2].append(round(float(decision.obs[0][i][1]) * 1000))
-            env.set_actions("gated", spec.empty_action(len(decision)))
-            env.step()
+        step_until(lambda: len(seen[0]) >= 6)
         assert seen[0][:6] == [0, 1, 2, 3, 4, 5]
         assert seen[1][:30] == list(range(30))
     finally:
@@ -353,17 +353,8 @@ def test_a_worker_killed_mid_run_restarts_and_the_run_finishes(tmp_path, caplog)
 
 
 def test_past_max_lifetime_restarts_the_run_stops_with_a_checkpoint(tmp_path, capsys):
-    import torch
-
-    config = fault_config(tmp_path)
-    code = learn(config, "--run-id", "q", "--results-dir", str(tmp_path), "--num-workers", "2",
-                 "--max-lifetime-restarts", "1", "--restarts-rate-limit-n", "-1",
-                 "--env-args", "at=60", "how=kill")  # every life of every copy is killed
-    err = capsys.readouterr().err
-    assert code == 1, err
-    assert "exceeded the allowed restarts" in err and "max_lifetime_restarts 1" in err
-    saved = torch.load(tmp_path / "q" / "faulty" / "checkpoint.pt", weights_only=True)
-    assert 0 < saved["step"] < 800
+    assert_stops_past_restart_quota(tmp_path, capsys, fault_config(tmp_path),
+                                    "--num-workers", "2")
     assert no_worker_children()
 
 
