@@ -142,6 +142,8 @@ CONTENT_CASES: List[Tuple[str, Any, Tuple[str, ...]]] = [
     ("bad-schedule", config({H + "learning_rate_schedule": "cosine"}),
      ("learning_rate_schedule", "cosine")),
     ("bad-activation", config({N + "activation": "gelu"}), ("activation", "gelu")),
+    ("bad-worker-sync", config({"env_settings.worker_sync": "sometimes"}),
+     ("worker_sync", "sometimes", "all, ready")),
     ("unknown-trainer-type", config({B + "trainer_type": "ppo2"}), ("ppo2",)),
     ("trainer-type-number", config({B + "trainer_type": 5}), ("trainer_type",)),
     # non-finite numbers
