@@ -95,3 +95,66 @@ def test_replay_buffer_is_saved_with_checkpoints_and_restored_on_resume(tmp_path
     resumed.publish_trajectory(_trajectory(4, 60))
     resumed.advance()
     assert len(resumed.optimizer.batches) == 1  # one new update, no catching up
+
+
+def _paced_trainer(tmp_path, threaded, steps_elsewhere=False, time_horizon=10):
+    hp = OffPolicyHyperparamSettings(batch_size=4, buffer_size=1000, buffer_init_steps=0,
+                                     steps_per_update=1.0)
+    settings = TrainerSettings(trainer_type="replay", hyperparameters=hp, threaded=threaded,
+                               network_settings=NetworkSettings(hidden_units=8, num_layers=1),
+                               max_steps=10_000, summary_freq=10_000, checkpoint_interval=10_000,
+                               time_horizon=time_horizon)
+    spec = BehaviorSpec([ObservationSpec((2,))], ActionSpec.create_continuous(1))
+    return ReplayTrainer.build("B", settings, spec,
+                               run_context(tmp_path, env_steps_elsewhere=steps_elsewhere))
+
+
+def test_threaded_spreads_a_trajectorys_gradient_steps_over_the_following_advances(tmp_path):
+    trainer = _paced_trainer(tmp_path, threaded=True)
+    optimizer = trainer.optimizer
+    per_advance = []
+    for burst in range(3):
+        trainer.publish_trajectory(_trajectory(10, 10 * burst))
+        for _ in range(10):  # the advances of the next horizon's environment steps
+            before = len(optimizer.batches)
+            trainer.advance()
+            per_advance.append(len(optimizer.batches) - before)
+    # 10 due per trajectory, a tenth of the backlog (at least one) per advance: never a
+    # burst, and every due gradient step taken before the next trajectory arrives
+    assert max(per_advance) <= 2 and sum(per_advance) == 30 == trainer.update_steps
+    assert per_advance[:10] == [1] * 10
+
+
+def test_unthreaded_takes_every_due_gradient_step_at_once(tmp_path):
+    trainer = _paced_trainer(tmp_path, threaded=False, steps_elsewhere=True)
+    trainer.publish_trajectory(_trajectory(10, 0))
+    trainer.advance()
+    assert len(trainer.optimizer.batches) == 10
+    trainer.advance()
+    assert len(trainer.optimizer.batches) == 10
+
+
+def test_threaded_unset_follows_where_the_environment_steps(tmp_path):
+    assert _paced_trainer(tmp_path / "a", threaded=None, steps_elsewhere=True).paced
+    assert not _paced_trainer(tmp_path / "b", threaded=None, steps_elsewhere=False).paced
+    assert _paced_trainer(tmp_path / "c", threaded=True, steps_elsewhere=False).paced
+
+
+def test_threaded_clones_once_per_batch_of_new_steps(tmp_path):
+    class CountingCloner:
+        calls = 0
+
+        def update(self):
+            CountingCloner.calls += 1
+            return {"Losses/Pretraining Loss": 0.5}
+
+    for threaded in (False, True):
+        CountingCloner.calls = 0
+        trainer = _paced_trainer(tmp_path / str(threaded), threaded=threaded)
+        trainer.optimizer.bc_module = CountingCloner()
+        for burst in range(3):
+            trainer.publish_trajectory(_trajectory(10, 10 * burst))
+            for _ in range(10):
+                trainer.advance()
+        assert trainer.update_steps == 30
+        assert CountingCloner.calls == 3, threaded  # as often paced as not

@@ -421,6 +421,31 @@ def test_ppo_cartpole_reaches_195_with_two_workers(tmp_path, sync):
 
 
 
+@pytest.mark.parametrize("threaded", [None, False])
+def test_sac_with_workers_paces_its_gradient_steps_unless_told_not_to(tmp_path, caplog,
+                                                                      threaded):
+    """Unset, `threaded` is on with workers (the run says so); `false` is honoured."""
+    import torch
+    import yaml
+
+    sac = {"trainer_type": "sac", "max_steps": 600, "time_horizon": 32,
+           "hyperparameters": {"batch_size": 32, "buffer_init_steps": 64},
+           "network_settings": {"hidden_units": 16, "num_layers": 1}}
+    if threaded is not None:
+        sac["threaded"] = threaded
+    config = tmp_path / "sac.yaml"
+    config.write_text(yaml.safe_dump({"behaviors": {"Pendulum-v1": sac}}))
+    caplog.set_level("INFO")
+    assert learn(str(config), "--run-id", "s", "--results-dir", str(tmp_path), "--env",
+                 "Pendulum-v1", "--num-envs", "2", "--num-workers", "2", "--seed", "1") == 0
+    paced = "gradient steps paced" in caplog.text
+    assert paced == (threaded is None), caplog.text
+    saved = torch.load(tmp_path / "s" / "Pendulum-v1" / "checkpoint.pt", weights_only=True)
+    due = saved["step"] - 64  # steps_per_update 1; the last trajectories' steps come due at
+    assert due - 2 * 2 * 32 <= saved["update_steps"] <= due  # the end, with none to take
+    assert no_worker_children()
+
+
 def test_ctrl_c_breaks_out_of_waiting_for_a_hung_worker_and_saves(tmp_path):
     """No step timeout: only Ctrl-C ends the wait for a worker that hangs in its 41st step
     (the environment creates $FAULT_HANG_MARKER first). The run saves and ends as any

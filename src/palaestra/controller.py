@@ -112,7 +112,9 @@ class TrainerController:
         run = RunContext(artifact_path=artifact_path, seed=self.seed, resume=ckpt.resume,
                          training=not self.inference, stats_reporter=reporter, device=device,
                          status_path=self.status_path, timers=self.timers,
-                         accel=self.accel_plan)
+                         accel=self.accel_plan,
+                         env_steps_elsewhere=bool(getattr(self.env_manager.env,
+                                                          "steps_elsewhere", False)))
         trainer_cls: Type[RLTrainer[Any]] = info.trainer_cls  # checked by the registry
         trainer = trainer_cls.build(name, settings, spec, run)
         processor = AgentProcessor(name, spec, settings.time_horizon, reporter,

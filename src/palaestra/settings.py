@@ -285,7 +285,12 @@ class TrainerSettings(Settings):
     time_horizon: int = setting(64, "Steps per agent before a trajectory is cut.", ge=1,
                                 le=MAX_STEPS_PER_TRAJECTORY)
     summary_freq: int = setting(50000, "Agent steps between summaries.", ge=1)
-    threaded: bool = setting(False, "Update while the environment steps (accepted, unused).")
+    threaded: Optional[bool] = setting(
+        None, "Off-policy trainers: spread each batch of gradient steps over the following "
+              "environment steps, so that copies simulating in other processes (worker "
+              "processes, Unity builds) step during them, as ML-Agents' threaded lets the "
+              "environment step while the model updates. Unset (null): on exactly where the "
+              "copies simulate in other processes. On-policy trainers update at once either way.")
     behavioral_cloning: Optional[BehavioralCloningSettings] = setting(
         None, "Behavioral cloning from demonstrations beside RL; null for none.")
 

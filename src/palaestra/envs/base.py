@@ -125,6 +125,10 @@ class BaseEnv(abc.ABC):
 
     #: frames per second at which `render` frames play in real time; None when unknown
     render_fps: Optional[float] = None
+    #: True where the copies simulate in other processes after `step` returns (worker
+    #: processes, Unity builds): off-policy trainers then spread their gradient steps over the
+    #: following steps so that the simulation runs during them (`threaded`)
+    steps_elsewhere: bool = False
 
     @property
     @abc.abstractmethod

@@ -100,6 +100,8 @@ def check_alike(known: Mapping[str, BehaviorSpec], specs: Mapping[str, BehaviorS
 class WorkerEnv(BaseEnv):
     """`num_envs` copies of `env_path` in `settings.num_workers` processes (module docstring)."""
 
+    steps_elsewhere = True
+
     def __init__(self, env_path: str, env_args: Any, num_envs: int, seed: Optional[int],
                  settings: WorkerSettings) -> None:
         n = settings.num_workers

@@ -1,9 +1,18 @@
 """`OffPolicyTrainer`: a replay buffer (a preallocated ring) of the newest `buffer_size` steps,
 sampled for updates at a fixed ratio of `steps_per_update` agent steps per gradient step
-(ML-Agents' SAC schedule)."""
+(ML-Agents' SAC schedule).
+
+Steps reach a trainer a trajectory at a time (every `time_horizon` steps of an agent), so the
+gradient steps they make due come in bursts. Where the copies simulate in other processes
+(`threaded`, on by default there), a burst is spread over the following environment steps:
+each `advance` takes a share of what is due (`paced_gradient_steps`), and the copies, sent
+their actions before it, simulate meanwhile instead of waiting for the whole burst. The policy
+then learns from a step up to about one horizon later than it would unpaced, as ML-Agents'
+threaded trainers do."""
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -28,6 +37,16 @@ class OffPolicyTrainer(RLTrainer[H]):
         self.update_buffer: ReplayBuffer = ReplayBuffer(self._hp.buffer_size)  # type: ignore
         self.update_steps = 0
         self.reward_signal_update_steps = 0
+        threaded = trainer_settings.threaded
+        run_steps_elsewhere = run is not None and run.env_steps_elsewhere
+        self.paced = run_steps_elsewhere if threaded is None else threaded
+        if self.paced and run is not None and run.training:
+            logger.info("%s: threaded: gradient steps paced over the following environment "
+                        "steps%s", behavior_name, " (the copies step in other processes "
+                        "meanwhile)" if run_steps_elsewhere else "")
+        self._cloned_at_step = -1  # the step of the last behavioral-cloning update
+        self._pace: Dict[str, int] = {}  # paced: gradient steps per advance, by kind
+        self._paced_at: Dict[str, int] = {}  # the step at which each pace was set
 
     @property
     def _hp(self) -> OffPolicyHyperparamSettings:
@@ -103,12 +122,30 @@ class OffPolicyTrainer(RLTrainer[H]):
         """One more update is due while done + 1 updates fit in the steps since warm-up."""
         return self.get_step - self._hp.buffer_init_steps >= (done + 1) * steps_per_update
 
+    def paced_gradient_steps(self, done: int, steps_per_update: float,
+                             which: str = "policy") -> Optional[int]:
+        """How many of the gradient steps now due this `advance` takes: all (None) unless
+        paced. Paced: when new steps have arrived, the backlog divided by time_horizon (at
+        least one), the same each advance until more arrive, so that a trajectory's burst is
+        spread evenly over the time_horizon steps until the next one from that agent.
+        `which` keeps the policy's and the reward signals' paces apart."""
+        if not self.paced:
+            return None
+        if self._paced_at.get(which) != self.get_step:
+            due = (self.get_step - self._hp.buffer_init_steps) // steps_per_update - done
+            self._paced_at[which] = self.get_step
+            self._pace[which] = max(1, math.ceil(due / self.trainer_settings.time_horizon))
+        return self._pace[which]
+
     def _update_policy(self) -> bool:
-        """As many gradient steps as the agent steps since the last call allow."""
+        """As many gradient steps as the agent steps since the last call allow (paced: a
+        share of them, `paced_gradient_steps`)."""
         hp = self._hp
         stats: Dict[str, List[float]] = defaultdict(list)
         updated = False
-        while self._updates_due(self.update_steps, hp.steps_per_update):
+        budget = self.paced_gradient_steps(self.update_steps, hp.steps_per_update)
+        while self._updates_due(self.update_steps, hp.steps_per_update) and \
+                (budget is None or budget > 0):
             batch = self.update_buffer.sample_mini_batch(hp.batch_size, self.rng)
             self.refresh_learned_rewards(batch)
             result = self.optimizer.update(batch, hp.batch_size)
@@ -117,16 +154,27 @@ class OffPolicyTrainer(RLTrainer[H]):
                 stats[key].append(value)
             self.update_steps += 1
             updated = True
+            if budget is not None:
+                budget -= 1
         signal_ratio = hp.reward_signal_steps_per_update or hp.steps_per_update
         # A batch only for signals with a model to train (the extrinsic one has none).
         learning = any(signal.learns for signal in self.optimizer.reward_signals.values())
-        while self._updates_due(self.reward_signal_update_steps, signal_ratio):
+        budget = self.paced_gradient_steps(self.reward_signal_update_steps, signal_ratio,
+                                           "reward signals")
+        while self._updates_due(self.reward_signal_update_steps, signal_ratio) and \
+                (budget is None or budget > 0):
             if learning:
                 batch = self.update_buffer.sample_mini_batch(hp.batch_size, self.rng)
                 for key, value in self.optimizer.update_reward_signals(batch).items():
                     stats[key].append(value)
             self.reward_signal_update_steps += 1
-        if updated and self.optimizer.bc_module is not None:
+            if budget is not None:
+                budget -= 1
+        # Cloning once per batch of new steps, paced or not (it makes several passes over
+        # the demonstrations: once per paced share would multiply its cost by the horizon).
+        if updated and self.optimizer.bc_module is not None and \
+                self._cloned_at_step != self.get_step:
+            self._cloned_at_step = self.get_step
             for key, value in self.optimizer.bc_module.update().items():
                 stats[key].append(value)
         for key, values in stats.items():

@@ -36,6 +36,9 @@ class RunContext:
     accel: Optional[Accel] = None
     """The run's accel plan (`palaestra.accel`): `build` ends with its
     ``prepare_trainer(trainer)``; None: nothing accelerated."""
+    env_steps_elsewhere: bool = False
+    """The environment's copies simulate in other processes while the trainers work
+    (`BaseEnv.steps_elsewhere`): what an unset `threaded` follows."""
 
     def __post_init__(self) -> None:
         if self.resume and self.artifact_path is None:

@@ -42,6 +42,8 @@ logger = logging.getLogger("palaestra")
 class UnityEnvironment(BaseEnv):
     """`num_envs` Unity instances as one palaestra environment (see the module docstring)."""
 
+    steps_elsewhere = True
+
     def __init__(self, settings: UnitySettings) -> None:
         self.settings = settings
         if settings.executable is None and settings.num_envs > 1:
