@@ -115,6 +115,7 @@ def measure_ray(actors: int, copies: int, ms: float, steps: int) -> float:
     started once, with as many logical CPUs as actors: the copies sleep, they need no core."""
     import ray
 
+    from palaestra.accel import Accel
     from palaestra.agent_processor import AgentProcessor
     from palaestra.networks.networks import SimpleActor
     from palaestra.policy import TorchPolicy
@@ -133,7 +134,8 @@ def measure_ray(actors: int, copies: int, ms: float, steps: int) -> float:
         name, spec = next(iter(fleet.behavior_specs.items()))
         policy = TorchPolicy(0, spec, NetworkSettings(hidden_units=16, num_layers=1),
                              SimpleActor, {"conditional_sigma": False, "tanh_squash": False})
-        manager = RayEnvManager(fleet, Timers())
+        # acting in the actors as a run does by default (accel auto: the NumPy mirror on a CPU)
+        manager = RayEnvManager(fleet, Timers(), Accel.auto("cpu").numpy_acting)
         manager.add_behavior(name, policy, AgentProcessor(
             name, spec, 64, StatsReporter(name, []), lambda trajectory: None))
         manager.reset()

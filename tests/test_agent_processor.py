@@ -529,3 +529,34 @@ def test_trajectory_without_masks():
     assert BufferKey.ACTION_MASK not in buf
     assert all(s.action_mask is None for s in traj.steps)
     np.testing.assert_array_equal(buf[next_obs_key(0)], [[0.0], [1.0]])
+
+
+def test_a_lost_part_drops_its_waiting_agents_and_its_ids_start_afresh():
+    """Two parts (ids id * 2 + part): agents 0 and 2 of part 0, 1 of part 1. Agent 2 acted
+    at t=0 and waits for its turn when part 0 is lost at t=2; agent 0, deciding then, is
+    ended interrupted by the environment. The replacement's fresh agents 0 and 2 (the same
+    ids) start new trajectories: agent 2's must not complete its lost life's pending row."""
+    proc, out, _ = make_processor(horizon=10)
+    proc.record_step(decision([0, 1, 2], np.stack([obs_at(a, 0) for a in (0, 1, 2)]),
+                              [0.0] * 3), no_terminal())
+    proc.record_actions(decision([0, 1, 2], np.stack([obs_at(a, 0) for a in (0, 1, 2)]),
+                                 [0.0] * 3), info([0, 1, 0]))
+    step1 = decision([0, 1], np.stack([obs_at(a, 1) for a in (0, 1)]),
+                     [rew_at(0, 0), rew_at(1, 0)])
+    proc.record_step(step1, no_terminal())
+    proc.record_actions(step1, info([1, 0]))
+    # part 0 lost: agent 0's episode ends interrupted at its last observation; the new life's
+    # agents 0 and 2 decide beside part 1's agent 1
+    fresh = decision([0, 1, 2], np.stack([obs_at(10, 0), obs_at(1, 2), obs_at(12, 0)]),
+                     [0.0, rew_at(1, 1), 0.0])
+    ended = terminal([0], obs_at(0, 1)[None], [0.0], [True])
+    proc.drop_part(0, 2, keep=ended.agent_id)
+    proc.record_step(fresh, ended)
+    assert [(t.agent_id, len(t.rewards), t.interrupted) for t in out] == [(0, 2, True)]
+    proc.record_actions(fresh, info([0, 1, 1]))
+    proc.record_step(no_decision(), terminal([0, 1, 2], np.stack(
+        [obs_at(10, 1), obs_at(1, 3), obs_at(12, 1)]), [5.0, 6.0, 7.0], [False] * 3))
+    by_agent = {t.agent_id: t for t in out[1:]}
+    assert len(by_agent[2].rewards) == 1 and by_agent[2].rewards[0] == 7.0
+    np.testing.assert_array_equal(by_agent[2].obs[0][0], obs_at(12, 0))  # the new life's
+    assert len(by_agent[0].rewards) == 1 and len(by_agent[1].rewards) == 3

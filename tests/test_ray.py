@@ -202,13 +202,19 @@ def test_each_actor_is_asked_for_its_next_chunk_before_one_is_replayed(ray_sessi
 # -- faults -------------------------------------------------------------------------------------
 @needs_ray
 def test_a_killed_actor_is_replaced_and_its_agents_episodes_end_interrupted(tmp_path, caplog,
+                                                                            monkeypatch,
                                                                             ray_session):
     """The copy of one of two actors (the first to get there) kills its own process in its
     40th step, in the third chunk of 16 steps: its agent had acted at step 32, so its episode
     ends as interrupted after 32 steps with its last observation, and a fresh actor goes on
     with fresh copies."""
+    from palaestra.agent_processor import AgentProcessor
     from palaestra.scale.ray_fleet import FleetSettings, RayFleet
 
+    dropped = []
+    drop_part = AgentProcessor.drop_part
+    monkeypatch.setattr(AgentProcessor, "drop_part", lambda self, part, parts, keep=(): (
+        dropped.append((part, parts)), drop_part(self, part, parts, keep))[1])
     caplog.set_level("INFO")
     marker = tmp_path / "killed"
     fleet = RayFleet.start(FleetSettings(
@@ -235,6 +241,7 @@ def test_a_killed_actor_is_replaced_and_its_agents_episodes_end_interrupted(tmp_
     assert lost.interrupted and lost.done_reached and len(lost) == 32
     assert lost.agent_id == killed[0].index  # copy 0 of actor k: id 0 * 2 + k
     assert lost.next_obs[0][1] == pytest.approx(31 / 1000)  # its last observation, t = 31
+    assert dropped == [(killed[0].index, 2)]  # what its agents waiting for their turn began
     assert "Replacing Ray actor" in caplog.text and "was lost" in caplog.text
 
 

@@ -154,13 +154,20 @@ def test_editor_mode_waits_on_5004_and_trains_when_play_is_pressed(tmp_path):
     assert (tmp_path / "editor" / "3DBall" / "checkpoint.pt").is_file()
 
 
-def test_a_killed_build_is_relaunched_and_the_run_finishes(tmp_path, caplog):
+def test_a_killed_build_is_relaunched_and_the_run_finishes(tmp_path, caplog, monkeypatch):
+    from palaestra.agent_processor import AgentProcessor
+
+    dropped = []
+    drop_part = AgentProcessor.drop_part
+    monkeypatch.setattr(AgentProcessor, "drop_part", lambda self, part, parts, keep=(): (
+        dropped.append((part, parts)), drop_part(self, part, parts, keep))[1])
     marker = tmp_path / "crashed"
     assert learn(CONFIG, "--env", BUILD, "--run-id", "crash", "--results-dir", str(tmp_path),
                  "--max-steps", "3000", "--base-port", str(free_port()),
                  "--env-args", "--crash-after-steps", "60", "--crash-marker", str(marker)) == 0
     assert marker.exists()
     assert "Restarting Unity instance 0" in caplog.text
+    assert dropped == [(0, 1)]  # what the lost instance's waiting agents had started
     import torch
     saved = torch.load(tmp_path / "crash" / "3DBall" / "checkpoint.pt", weights_only=True)
     assert saved["step"] >= 3000

@@ -34,9 +34,9 @@ def _copy(steps):
                                          for f in dataclasses.fields(steps)})
 
 
-def rollout(env, steps, seed=0):
+def rollout(env, steps, seed=0, lost=None):
     """`steps` steps of random actions (the same for the same batches): per step, behavior ->
-    (decision, terminal)."""
+    (decision, terminal); `lost`, a list: each step's `env.lost_parts()` appended to it."""
     rng = np.random.default_rng(seed)
     env.reset()
     out = []
@@ -47,6 +47,9 @@ def rollout(env, steps, seed=0):
             row[name] = (_copy(decision), _copy(terminal))
             if len(decision):
                 env.set_actions(name, spec.action_spec.random_action(len(decision), rng))
+        if lost is not None:
+            parts, count = env.lost_parts()
+            lost.append((list(parts), count))
         env.step()
         out.append(row)
     return out
@@ -316,7 +319,8 @@ def test_a_hung_worker_is_restarted_after_timeout_step(tmp_path, caplog):
     env = WorkerEnv("worker_envs:faulty", args, 2, 0, WorkerSettings(2, timeout=2.0))
     try:
         before = env.worker_pids
-        steps = rollout(env, 8)
+        lost = []
+        steps = rollout(env, 8, lost=lost)
         after = env.worker_pids
     finally:
         env.close()
@@ -330,6 +334,9 @@ def test_a_hung_worker_is_restarted_after_timeout_step(tmp_path, caplog):
     assert decision.obs[0][hung, 1] == 0.0  # a fresh copy at t = 0; the other at t / 100
     assert decision.obs[0][1 - hung, 1] == pytest.approx(0.05)
     assert [len(row["faulty"][1]) for row in steps[6:]] == [0, 0]
+    # the replaced worker is named with the batch that ends its episode, and only there
+    # (EnvManager then drops what its agents waiting for their turn had started)
+    assert lost == [([], 2)] * 5 + [([hung], 2)] + [([], 2)] * 2
     assert before[1 - hung] == after[1 - hung] and before[hung] != after[hung]
     assert "did not answer a step within 2 s" in caplog.text
     assert workers_gone(before + after, 5.0)

@@ -12,7 +12,7 @@ sorting on group id; with no groups none of that work is done.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -260,6 +260,27 @@ class AgentProcessor:
                 self.stats.add_stat("Environment/Group Cumulative Reward",
                                     float(self._ep_group_reward[slot]))
         self.publish(trajectory)
+
+    def drop_part(self, part: int, parts: int, keep: Sequence[Any] = ()) -> None:
+        """Drop the partial trajectories of part `part` of `parts` (a worker process, Unity
+        instance or Ray actor that was lost and replaced; its agents' ids are
+        ``id * parts + part``), except those of the agents in `keep`: the ones the
+        environment ends this step as interrupted, with their last observation. What is
+        dropped is the agents that were waiting for their turn when the part was lost (turn
+        based games, decision periods): their ids come back with the replacement's fresh
+        agents, whose steps must not continue them."""
+        kept = set(np.asarray(keep).tolist())
+        slots = [slot for slot, agent_id in enumerate(self._slot_ids)
+                 if isinstance(agent_id, (int, np.integer)) and agent_id % parts == part
+                 and agent_id not in kept]
+        if not slots:
+            return
+        index = np.asarray(slots, np.int64)
+        self._pos[index] = 0
+        self._pending[index] = False
+        self._ep_reward[index] = 0.0
+        self._ep_len[index] = 0
+        self._ep_group_reward[index] = 0.0
 
     def end_episodes(self) -> None:
         """Drop partial trajectories (the environment was reset under them)."""

@@ -28,6 +28,9 @@ class EnvManager:
     def __init__(self, env: BaseEnv, timers: Timers) -> None:
         self.env = env
         self.timers = timers
+        # parts of the environment replaced since the last batch (BaseEnv.lost_parts; an
+        # environment that is not a BaseEnv subclass may lack it)
+        self._lost_parts = getattr(env, "lost_parts", None)
         self.policies: Dict[str, TorchPolicy] = {}
         self.processors: Dict[str, AgentProcessor] = {}
         # Marks the environment's calls for the hang watchdog and Ctrl-C (controller's).
@@ -65,6 +68,10 @@ class EnvManager:
                 guard.leave()
             t0 = perf_counter()
             add("env_step", t0 - t)
+            if self._lost_parts is not None:
+                lost, parts = self._lost_parts()
+                for part in lost:  # replaced: what its waiting agents had started is dropped
+                    processor.drop_part(part, parts, terminal.agent_id)
             processor.record_step(decision, terminal)
             t1 = perf_counter()
             add("agent_processor", t1 - t0)

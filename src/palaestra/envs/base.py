@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Tuple, TypeVar
+from typing import List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -163,6 +163,14 @@ class BaseEnv(abc.ABC):
         name -> [(value, aggregation)], aggregation one of "average", "most_recent", "sum",
         "histogram". Every behavior's summary gets them. The default reports nothing."""
         return {}
+
+    def lost_parts(self) -> Tuple[Sequence[int], int]:
+        """For an environment made of parts that can be lost and replaced (worker processes,
+        Unity instances; agent ids ``id * parts + part``): the parts replaced since the
+        batch before the one `get_steps` returns now, and the number of parts. Their deciding
+        agents are in this batch's terminal steps, interrupted; the trainer's processors
+        drop what the others (waiting for their turn) had started. The default: none."""
+        return (), 1
 
     def close(self) -> None:
         """Release resources; the default has none."""

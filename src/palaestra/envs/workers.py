@@ -34,7 +34,7 @@ import multiprocessing
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -119,6 +119,8 @@ class WorkerEnv(BaseEnv):
         self._specs: Dict[str, BehaviorSpec] = {}
         self._steps: Dict[str, Tuple[DecisionSteps, TerminalSteps]] = {}
         self._interrupted: Dict[int, Dict[str, TerminalSteps]] = {}
+        self._lost: List[int] = []  # workers restarted since the last batch
+        self._batch_lost: List[int] = []  # those of the batch handed out now
         self._stats: Dict[str, List[Tuple[float, str]]] = {}
         self._batch: List[WorkerHandle] = []  # the workers of the steps handed out last
         self._collected = False
@@ -147,7 +149,7 @@ class WorkerEnv(BaseEnv):
     def reset(self) -> None:
         if any(w.busy_since is not None for w in self._workers):
             self._gather("step", every=True)
-        self._interrupted = {}
+        self._interrupted, self._lost = {}, []
         for worker in self._workers:
             worker.steps = {}
             worker.send(("reset",))
@@ -205,6 +207,9 @@ class WorkerEnv(BaseEnv):
             raise worker.error(reply[1])
         frame: Optional[np.ndarray] = reply[1]
         return frame
+
+    def lost_parts(self) -> Tuple[Sequence[int], int]:
+        return self._batch_lost, len(self._workers)
 
     def pop_stats(self) -> Mapping[str, List[Tuple[float, str]]]:
         stats, self._stats = self._stats, {}
@@ -328,6 +333,7 @@ class WorkerEnv(BaseEnv):
                     terminals.append(worker.steps[name][1])
             steps[name] = (concat_decisions(decisions, spec), concat_terminals(terminals, spec))
         self._steps, self._interrupted, self._collected = steps, {}, True
+        self._batch_lost, self._lost = self._lost, []
 
     def _drain(self, workers: List[WorkerHandle], replies: Dict[int, int], deadline: float
                ) -> Optional[PalaestraError]:
@@ -357,6 +363,7 @@ class WorkerEnv(BaseEnv):
                      s.restarts_rate_limit_period_s, worker.restarts).spend(worker.where, why)
         logger.warning("Restarting %s after it %s.", worker.where, why)
         self._interrupted[worker.index] = self._interrupt(worker)
+        self._lost.append(worker.index)
         worker.process.kill()  # a hung worker too; a dead one is only reaped
         worker.stop()
         worker.life += 1

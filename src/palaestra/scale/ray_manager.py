@@ -164,6 +164,8 @@ class RayEnvManager:
             processor = self.processors.get(name)
             if processor is not None and len(decision):
                 processor.record_step(_empty_like(decision), _interrupted(decision))
+        for processor in self.processors.values():  # agents that were waiting for their turn
+            processor.drop_part(slot.index, len(self._flights))
         flight.last = {}
         self._request(slot)
 

@@ -56,6 +56,8 @@ class UnityEnvironment(BaseEnv):
         self._deciding: Dict[Tuple[int, str], int] = {}  # (instance, Unity name) -> agents
         self._actions: Dict[str, ActionTuple] = {}
         self._extra_terminal: Dict[int, Dict[str, List[Any]]] = {}
+        self._lost: List[int] = []  # instances relaunched, not yet in a batch handed out
+        self._batch_lost: List[int] = []  # those in the batch handed out now
         self.env_stats: Dict[str, List[Tuple[float, StatsAggregationMethod]]] = {}
         # Instances answered and not heard back from; the instances whose outputs the current
         # step batches hold; a hint that some instance has sent (its connection's queue says).
@@ -138,6 +140,9 @@ class UnityEnvironment(BaseEnv):
         self._instances = []
         if errors:
             raise errors[0]
+
+    def lost_parts(self) -> Tuple[Sequence[int], int]:
+        return self._batch_lost, len(self._instances)
 
     def pop_stats(self) -> Mapping[str, List[Tuple[float, str]]]:
         """The Unity-side `StatsRecorder` values received since the last call."""
@@ -243,6 +248,8 @@ class UnityEnvironment(BaseEnv):
         self._batch = list(batch)
         self._collected = True
         n = len(self._instances)
+        self._batch_lost = [i for i in self._lost if i in batch]
+        self._lost = [i for i in self._lost if i not in batch]
         for i in batch:
             instance = self._instance(i)
             for key, values in instance.stats.get_and_reset_stats().items():
@@ -284,6 +291,7 @@ class UnityEnvironment(BaseEnv):
         old = self._instances[i]
         assert old is not None
         self._extra_terminal[i] = self._interrupt(old, i)
+        self._lost.append(i)
         try:
             old.close()
         except Exception:  # noqa: BLE001 - the old build is gone either way
