@@ -13,6 +13,7 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any, Dict, List, Optional, Tuple
 
+from palaestra.envs import worker_messages as messages
 from palaestra.envs.base import BehaviorSpec, DecisionSteps, TerminalSteps
 from palaestra.envs.shared_blocks import StepBlock
 from palaestra.envs.worker_process import ErrorReport, WorkerRecipe, worker_main
@@ -43,6 +44,7 @@ class WorkerHandle:
         self.fresh = False  # `steps` received and not yet handed out in a batch
         self.actions: Dict[str, int] = {}
         self.restarts: List[float] = []
+        self.names: List[str] = []  # its behaviors in the order it reported them
 
     @property
     def where(self) -> str:
@@ -75,16 +77,17 @@ class WorkerHandle:
         self.busy_since = time.monotonic()
         try:
             assert self.conn is not None
-            self.conn.send(message)
+            messages.send(self.conn, message)
         except OSError:
             pass  # it died: hearing back finds out (end of file, exit code)
 
-    def reply(self) -> Optional[Tuple[Any, ...]]:
-        """Its reply, once `wait` said its pipe or its exit is ready; None if it died."""
+    def reply(self, readable: bool = False) -> Optional[Tuple[Any, ...]]:
+        """Its reply, once `wait` said its pipe (`readable`) or its exit is ready; None if it
+        died."""
         try:
             assert self.conn is not None
-            if self.conn.poll():
-                reply: Tuple[Any, ...] = self.conn.recv()
+            if readable or self.conn.poll():
+                reply = messages.receive(self.conn, self.names)
                 self.busy_since = None
                 return reply
         except (EOFError, OSError):

@@ -7,7 +7,8 @@ over its pipe: ``reset``, ``step`` (the actions are in the shared blocks, the co
 many rows per behavior), ``render`` and ``close``. Each reset or step is answered with the step's
 metadata (ids, rewards, masks, groups, interrupted flags: `DecisionSteps` / `TerminalSteps` with
 their observations left out), the names of blocks it had to grow, and the environment's stats;
-the observations themselves are written into the shared blocks (`shared_blocks`).
+the observations themselves are written into the shared blocks (`shared_blocks`). A reply with
+only steps (the usual one) is encoded rather than pickled (`worker_messages`).
 
 An exception of the environment is answered with its type, message and traceback (the training
 process raises it as a palaestra error). The worker ignores Ctrl-C (the terminal sends it to the
@@ -27,6 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from palaestra.envs import worker_messages as messages
 from palaestra.envs.base import ActionTuple, BaseEnv, BehaviorSpec
 from palaestra.envs.shared_blocks import StepBlock, fitting
 
@@ -72,10 +74,10 @@ def worker_main(recipe: WorkerRecipe, conn: Connection, lifeline: Connection) ->
         env = make_environment(recipe.env_path, recipe.env_args, recipe.num_envs, recipe.seed)
         specs = dict(env.behavior_specs)
     except BaseException as exc:  # noqa: BLE001 - reported to the training process
-        conn.send(("error", _report(exc)))
+        messages.send(conn, ("error", _report(exc)))
         _wait_for_close(conn)
         return
-    conn.send(("ready", specs, env.render_fps))
+    messages.send(conn, ("ready", specs, env.render_fps))
     _Server(env, recipe, conn).serve()
 
 
@@ -99,9 +101,9 @@ def _report(exc: BaseException) -> ErrorReport:
 def _wait_for_close(conn: Connection) -> None:
     """After a failure to build: wait for the training process to say close (or go away)."""
     try:
-        while conn.recv()[0] != "close":
+        while messages.receive(conn, [])[0] != "close":
             pass
-        conn.send(("closed",))
+        messages.send(conn, ("closed",))
     except (EOFError, OSError):
         return
 
@@ -115,6 +117,9 @@ class _Server:
         self.conn = conn
         self.prefix = recipe.blocks
         self.specs: Dict[str, BehaviorSpec] = dict(env.behavior_specs)
+        # each behavior's index in the order reported (at "ready", then as they appear): the
+        # training process keeps the same list to read encoded step replies
+        self.order = {name: i for i, name in enumerate(self.specs)}
         self.blocks: Dict[str, StepBlock] = {}
         self.made = 0  # blocks made so far: each gets a new name
 
@@ -122,7 +127,7 @@ class _Server:
         conn = self.conn
         while True:
             try:
-                command = conn.recv()
+                command = messages.receive(conn, [])
             except (EOFError, OSError):
                 return
             what = command[0]
@@ -144,11 +149,19 @@ class _Server:
             except BaseException as exc:  # noqa: BLE001 - reported to the training process
                 reply = ("error", _report(exc))
             try:
-                conn.send(reply)
+                if reply[0] == "steps" and self._plain(reply):
+                    try:
+                        messages.send_steps(conn, [
+                            (self.order[name], decision, terminal)
+                            for name, (_, decision, terminal) in reply[1].items()])
+                        continue
+                    except messages.NotEncodable:
+                        pass  # pickled below
+                messages.send(conn, reply)
             except OSError:  # the training process is gone
                 return
             except Exception as exc:  # noqa: BLE001 - a reply that does not pickle (stats, a
-                conn.send(("error", _report(exc)))  # frame): nothing was written yet
+                messages.send(conn, ("error", _report(exc)))  # frame): nothing was sent yet
 
     def _set_actions(self, rows: Mapping[str, int]) -> None:
         for name, n in rows.items():
@@ -161,6 +174,8 @@ class _Server:
         new_specs = {name: spec for name, spec in self.env.behavior_specs.items()
                      if name not in self.specs}
         self.specs.update(new_specs)
+        for name in new_specs:
+            self.order[name] = len(self.order)
         reports: Dict[str, BehaviorReport] = {}
         for name, spec in self.specs.items():
             decision, terminal = self.env.get_steps(name)
@@ -175,13 +190,19 @@ class _Server:
                              replace(decision, obs=[]), replace(terminal, obs=[]))
         return ("steps", reports, new_specs, dict(self.env.pop_stats()))
 
+    @staticmethod
+    def _plain(reply: Tuple[Any, ...]) -> bool:
+        """A step reply with nothing but steps: no new block, no new behavior, no stats."""
+        _, reports, new_specs, stats = reply
+        return not new_specs and not stats and all(new is None for new, _, _ in reports.values())
+
     def _close(self) -> None:
         try:
             self.env.close()
         except BaseException as exc:  # noqa: BLE001 - reported; the worker ends either way
-            self.conn.send(("error", _report(exc)))
+            messages.send(self.conn, ("error", _report(exc)))
         else:
-            self.conn.send(("closed",))
+            messages.send(self.conn, ("closed",))
         for block in self.blocks.values():
             block.close()  # the training process unlinks them
 

@@ -254,6 +254,7 @@ class WorkerEnv(BaseEnv):
         if reply[0] == "error":
             raise worker.error(reply[1])
         specs, fps = reply[1], reply[2]
+        worker.names = list(specs)
         if not self._specs:
             self._specs, self.render_fps = dict(specs), fps
             return
@@ -283,7 +284,7 @@ class WorkerEnv(BaseEnv):
             now = time.monotonic()
             for worker in busy:
                 if any(x in ready for x in worker.waitables):
-                    reply = worker.reply()
+                    reply = worker.reply(readable=worker.conn in ready)
                     if reply is not None:
                         self._accept(worker, reply)
                     else:
@@ -303,6 +304,7 @@ class WorkerEnv(BaseEnv):
             raise worker.error(reply[1])
         _, reports, new_specs, stats = reply
         self._specs.update(new_specs)
+        worker.names.extend(new_specs)
         n = len(self._workers)
         worker.steps = {}
         worker.fresh = True
@@ -346,7 +348,7 @@ class WorkerEnv(BaseEnv):
             ready = set(wait([x for w in alive for x in w.waitables],
                              max(0.0, deadline - time.monotonic())))
             for worker in alive:
-                reply = worker.reply() if worker.conn in ready else None
+                reply = worker.reply(readable=True) if worker.conn in ready else None
                 if reply is None:
                     continue
                 replies[worker.index] -= 1

@@ -1,0 +1,99 @@
+"""The pipe messages of environment workers: step replies encoded without pickling read back
+field for field, dtype and shape included; what the encoding cannot carry is pickled."""
+import multiprocessing
+
+import numpy as np
+import pytest
+
+from palaestra.envs import worker_messages as messages
+from palaestra.envs.base import DecisionSteps, TerminalSteps
+
+
+def _steps(n_decision, n_terminal, grouped, masked, rng):
+    decision = DecisionSteps(
+        [], rng.normal(size=n_decision).astype(np.float32), np.arange(n_decision) * 7 + 3,
+        rng.random((n_decision, 5)) > 0.3 if masked else None,
+        rng.integers(0, 3, n_decision) if grouped else None,
+        rng.normal(size=n_decision).astype(np.float32) if grouped else None)
+    terminal = TerminalSteps(
+        [], rng.normal(size=n_terminal).astype(np.float32), rng.random(n_terminal) > 0.5,
+        np.arange(n_terminal, dtype=np.int32) + 100,
+        rng.integers(1, 3, n_terminal) if grouped else None,
+        rng.normal(size=n_terminal).astype(np.float32) if grouped else None)
+    return decision, terminal
+
+
+def _assert_same(a, b):
+    assert type(a) is type(b) and a.obs == b.obs == []
+    for name in a.__dataclass_fields__:
+        if name == "obs":
+            continue
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            assert x.dtype == y.dtype and x.shape == y.shape, name
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("sizes", [(1, 0), (0, 0), (12, 3)])
+def test_every_field_round_trips(grouped, masked, sizes):
+    rng = np.random.default_rng(0)
+    first = _steps(*sizes, grouped, masked, rng)
+    second = _steps(2, 1, not grouped, not masked, rng)
+    data = messages.encode_steps([(1, *first), (0, *second)])
+    back = messages.decode_steps(data, ["zero", "one"])
+    assert list(back) == ["one", "zero"]
+    for got, want in zip(back["one"] + back["zero"], first + second):
+        _assert_same(got, want)
+    back["one"][0].reward[:] = 5.0  # writable, and the message itself is untouched
+    assert messages.decode_steps(data, ["zero", "one"])["one"][0].reward.tolist() == \
+        first[0].reward.tolist()
+
+
+def test_a_non_contiguous_array_is_sent_in_its_logical_order():
+    wide = np.arange(12, dtype=np.int64).reshape(3, 4)
+    decision = DecisionSteps([], np.zeros(3, np.float32), wide[:, 1], wide.T[:3, :3] > 4)
+    terminal = TerminalSteps([], np.zeros(0, np.float32), np.zeros(0, bool),
+                             np.zeros(0, np.int64))
+    (got, _), = messages.decode_steps(messages.encode_steps([(0, decision, terminal)]),
+                                      ["b"]).values()
+    np.testing.assert_array_equal(got.agent_id, [1, 5, 9])
+    np.testing.assert_array_equal(got.action_mask, wide.T[:3, :3] > 4)
+
+
+def test_what_cannot_be_encoded_is_refused_before_anything_is_sent():
+    decision = DecisionSteps([], np.zeros(2, np.float32), np.array(["a", 1], dtype=object))
+    terminal = TerminalSteps([], np.zeros(0, np.float32), np.zeros(0, bool),
+                             np.zeros(0, np.int64))
+    with pytest.raises(messages.NotEncodable):
+        messages.encode_steps([(0, decision, terminal)])
+
+
+def test_messages_over_a_pipe_pickled_or_encoded():
+    here, there = multiprocessing.Pipe()
+    try:
+        messages.send(here, ("step", {"b": 3}))
+        assert messages.receive(there, []) == ("step", {"b": 3})
+        decision, terminal = _steps(2, 1, True, True, np.random.default_rng(1))
+        messages.send_steps(here, [(0, decision, terminal)])
+        kind, reports, new_specs, stats = messages.receive(there, ["b"])
+        assert (kind, list(reports), new_specs, stats) == ("steps", ["b"], {}, {})
+        block, got_decision, got_terminal = reports["b"]
+        assert block is None
+        _assert_same(got_decision, decision)
+        _assert_same(got_terminal, terminal)
+    finally:
+        here.close()
+        there.close()
+
+
+def test_a_truncated_or_padded_message_is_an_error():
+    decision, terminal = _steps(2, 1, False, False, np.random.default_rng(2))
+    data = messages.encode_steps([(0, decision, terminal)])
+    with pytest.raises(ValueError, match="1 bytes longer than its fields"):
+        messages.decode_steps(data + b"\0", ["b"])
+    for cut in range(1, len(data) - 1):
+        with pytest.raises(ValueError, match="cut short"):
+            messages.decode_steps(data[:-cut], ["b"])
