@@ -140,3 +140,41 @@ def test_off_by_default_and_for_actors_it_does_not_cover():
         pass
 
     assert not TorchPolicy(0, spec, ns, Custom, {}).act_with_numpy(True)
+
+
+def test_acting_runs_blas_on_one_thread_and_leaves_the_process_setting_as_it_was():
+    """Whatever the process's BLAS threads (a notebook nobody tuned), the mirror's small
+    products run on one (many would spin for busy cores), and the setting is restored."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    class Recording:  # a BLAS library's controller that records what it was asked
+        def __init__(self, threads):
+            self.threads, self.seen = threads, []
+
+        def get_num_threads(self):
+            return self.threads
+
+        def set_num_threads(self, n):
+            self.seen.append(n)
+            self.threads = n
+
+    policy = _policy(ActionSpec.create_continuous(1), False, Activation.TANH)
+    steps = DecisionSteps([np.ones((4, 3), np.float32), np.ones((4, 2), np.float32)],
+                          np.zeros(4, np.float32), np.arange(4))
+    policy.get_action(steps)  # builds the mirror
+    guard = policy._numpy_actor.one_blas_thread
+    real = guard.libraries
+    recording, tuned = Recording(4), Recording(1)
+    guard.libraries = [recording, tuned]
+    policy.get_action(steps)
+    assert recording.seen == [1, 4] and recording.threads == 4
+    assert tuned.seen == []  # a process already on one thread is left alone
+    guard.libraries = real
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    if blas:  # the real library: the same number of threads after acting as before
+        with threadpool_limits(2, user_api="blas"):
+            before = [lib["num_threads"] for lib in threadpool_info()
+                      if lib["user_api"] == "blas"]
+            policy.get_action(steps)
+            assert [lib["num_threads"] for lib in threadpool_info()
+                    if lib["user_api"] == "blas"] == before

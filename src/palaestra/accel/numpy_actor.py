@@ -34,6 +34,41 @@ _ACT = {Activation.TANH: np.tanh, Activation.RELU: lambda x: np.maximum(x, 0.0),
         Activation.SWISH: _silu}
 
 
+class OneBlasThread:
+    """A context in which NumPy's BLAS runs on one thread, its own setting restored after.
+
+    The mirror's products are small (tens of agents by a hundred units), and a multi-threaded
+    OpenBLAS wakes its threads for them, which spin-wait for cores that the environment's own
+    processes hold: on a loaded 2-core EPYC the NumPy acting path then took about a third of
+    the training loop with four Unity instances (py-spy of bench/unity_instances.py through
+    `palaestra.learn`, whose process is not tuned unless asked), against a twentieth with one
+    BLAS thread. `palaestra learn` sets one BLAS thread for the whole process
+    (`accel.process`); this keeps the acting path as fast in a process nobody tuned, for about
+    4 us a call (two ctypes calls per BLAS library), and leaves the setting as it found it."""
+
+    def __init__(self) -> None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            self.libraries = [lib for lib in ThreadpoolController().lib_controllers
+                              if lib.user_api == "blas"]
+        except Exception:  # noqa: BLE001 - no control of the BLAS: products as they come
+            self.libraries = []
+        self._previous: List[int] = []
+
+    def __enter__(self) -> "OneBlasThread":
+        self._previous = [lib.get_num_threads() for lib in self.libraries]
+        for lib, threads in zip(self.libraries, self._previous):
+            if threads != 1:
+                lib.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for lib, threads in zip(self.libraries, self._previous):
+            if threads != 1:
+                lib.set_num_threads(threads)
+
+
 class NumpyActor:
     def __init__(self, actor: torch.nn.Module, activation: Activation, seed: int) -> None:
         self.actor = actor
@@ -41,6 +76,7 @@ class NumpyActor:
         self.rng = np.random.default_rng(None if seed < 0 else seed + 7919)
         self.stale = True
         self._arange = np.arange(0)
+        self.one_blas_thread = OneBlasThread()
         self.sync()
 
     @staticmethod
@@ -88,6 +124,11 @@ class NumpyActor:
         """(continuous actions, discrete actions, joint log-probs) for a batch."""
         if self.stale:
             self.sync()
+        with self.one_blas_thread:
+            return self._act(obs, mask)
+
+    def _act(self, obs: Sequence[np.ndarray], mask: Optional[np.ndarray]
+             ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = obs[0] if len(obs) == 1 else np.concatenate(obs, axis=-1)
         if self.norm is not None:
             x = np.clip((x - self.norm[0]) * self.norm[1], -5.0, 5.0)
