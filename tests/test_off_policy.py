@@ -158,3 +158,21 @@ def test_threaded_clones_once_per_batch_of_new_steps(tmp_path):
                 trainer.advance()
         assert trainer.update_steps == 30
         assert CountingCloner.calls == 3, threaded  # as often paced as not
+
+
+def test_threaded_keeps_up_when_trajectories_are_shorter_than_the_horizon(tmp_path):
+    """Four agents' 10-step trajectories every 10 advances (episodes shorter than a horizon of
+    100): 40 gradient steps due per arrival, spread over the 10 advances until the next, so
+    the backlog never grows past one arrival's."""
+    trainer = _paced_trainer(tmp_path, threaded=True, time_horizon=100)
+    step = 0
+    for _ in range(6):
+        for agent in range(4):
+            trajectory = _trajectory(10, step)
+            trajectory.agent_id = agent
+            trainer.publish_trajectory(trajectory)
+        step += 10
+        for _ in range(10):
+            trainer.advance()
+        assert trainer.get_step - trainer.update_steps <= 40
+    assert trainer.update_steps >= trainer.get_step - 40

@@ -47,6 +47,8 @@ class OffPolicyTrainer(RLTrainer[H]):
         self._cloned_at_step = -1  # the step of the last behavioral-cloning update
         self._pace: Dict[str, int] = {}  # paced: gradient steps per advance, by kind
         self._paced_at: Dict[str, int] = {}  # the step at which each pace was set
+        self._calls: Dict[str, int] = {}  # advances since then
+        self._interval: Dict[str, float] = {}  # mean advances between arrivals (measured)
 
     @property
     def _hp(self) -> OffPolicyHyperparamSettings:
@@ -125,16 +127,28 @@ class OffPolicyTrainer(RLTrainer[H]):
     def paced_gradient_steps(self, done: int, steps_per_update: float,
                              which: str = "policy") -> Optional[int]:
         """How many of the gradient steps now due this `advance` takes: all (None) unless
-        paced. Paced: when new steps have arrived, the backlog divided by time_horizon (at
-        least one), the same each advance until more arrive, so that a trajectory's burst is
-        spread evenly over the time_horizon steps until the next one from that agent.
+        paced. Paced: when new steps have arrived, the backlog divided by the number of
+        advances between arrivals (a running mean from the first interval seen; time_horizon
+        before one is, and never more than it), at least one, and the same each advance until
+        more arrive: a burst is spread evenly over the advances until the next one, however
+        long the episodes; where trajectories arrive at every advance (many agents out of
+        step) that is all of it at once.
         `which` keeps the policy's and the reward signals' paces apart."""
         if not self.paced:
             return None
+        horizon = self.trainer_settings.time_horizon
         if self._paced_at.get(which) != self.get_step:
+            measured, calls = self._interval.get(which), self._calls.get(which)
+            if calls is None:  # the first arrival: nothing measured yet
+                interval = float(horizon)
+            else:
+                interval = float(calls) if measured is None else 0.75 * measured + 0.25 * calls
+                self._interval[which] = interval = min(float(horizon), interval)
             due = (self.get_step - self._hp.buffer_init_steps) // steps_per_update - done
             self._paced_at[which] = self.get_step
-            self._pace[which] = max(1, math.ceil(due / self.trainer_settings.time_horizon))
+            self._pace[which] = max(1, math.ceil(due / max(1.0, interval)))
+            self._calls[which] = 0
+        self._calls[which] += 1
         return self._pace[which]
 
     def _update_policy(self) -> bool:
