@@ -71,6 +71,14 @@ def test_what_cannot_be_encoded_is_refused_before_anything_is_sent():
         messages.encode_steps([(0, decision, terminal)])
 
 
+def test_a_message_claiming_an_object_array_is_refused():
+    decision, terminal = _steps(1, 0, False, False, np.random.default_rng(3))
+    data = messages.encode_steps([(0, decision, terminal)])
+    forged = data.replace(np.dtype(np.float32).str.encode(), b"|O8", 1)
+    with pytest.raises(ValueError, match="object"):
+        messages.decode_steps(forged, ["b"])
+
+
 def test_messages_over_a_pipe_pickled_or_encoded():
     here, there = multiprocessing.Pipe()
     try:

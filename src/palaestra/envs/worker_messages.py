@@ -125,7 +125,10 @@ def _take(buffer: bytearray, offset: int) -> Tuple[Optional[np.ndarray], int]:
     key = bytes(buffer[offset + 1: offset + 1 + length])
     dtype = _DTYPES.get(key)
     if dtype is None:
-        dtype = _DTYPES[key] = np.dtype(key.decode())
+        dtype = np.dtype(key.decode())
+        if dtype.hasobject:  # never written by `_put`: pointers read from bytes
+            raise ValueError(f"a step message with an array of {dtype}")
+        _DTYPES[key] = dtype
     offset += 1 + length
     ndim = buffer[offset]
     shape = struct.unpack_from(f"<{ndim}q", buffer, offset + 1)
