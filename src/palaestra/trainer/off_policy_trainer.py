@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
@@ -45,10 +46,7 @@ class OffPolicyTrainer(RLTrainer[H]):
                         "steps%s", behavior_name, " (the copies step in other processes "
                         "meanwhile)" if run_steps_elsewhere else "")
         self._cloned_at_step = -1  # the step of the last behavioral-cloning update
-        self._pace: Dict[str, int] = {}  # paced: gradient steps per advance, by kind
-        self._paced_at: Dict[str, int] = {}  # the step at which each pace was set
-        self._calls: Dict[str, int] = {}  # advances since then
-        self._interval: Dict[str, float] = {}  # mean advances between arrivals (measured)
+        self._pacing: Dict[str, _Pace] = {}  # paced: the policy's and reward signals' rates
 
     @property
     def _hp(self) -> OffPolicyHyperparamSettings:
@@ -127,29 +125,31 @@ class OffPolicyTrainer(RLTrainer[H]):
     def paced_gradient_steps(self, done: int, steps_per_update: float,
                              which: str = "policy") -> Optional[int]:
         """How many of the gradient steps now due this `advance` takes: all (None) unless
-        paced. Paced: when new steps have arrived, the backlog divided by the number of
-        advances between arrivals (a running mean from the first interval seen; time_horizon
-        before one is, and never more than it), at least one, and the same each advance until
-        more arrive: a burst is spread evenly over the advances until the next one, however
-        long the episodes; where trajectories arrive at every advance (many agents out of
-        step) that is all of it at once.
-        `which` keeps the policy's and the reward signals' paces apart."""
+        paced. Paced, the updates follow the rate at which steps arrive, measured between
+        arrivals of trajectories (a running mean of the gradient steps they made due per
+        advance), with the fraction carried from advance to advance: one update every
+        advance at one a step, one every fourth at one per four, so that every advance has
+        its share to do while the copies step. Before a rate is measured, and whenever the
+        backlog passes a horizon, backlog / time_horizon more (at least one before the rate
+        is known). `which` keeps the policy's and the reward signals' paces apart."""
         if not self.paced:
             return None
+        pace = self._pacing.setdefault(which, _Pace())
+        step = self.get_step
+        if pace.step != step:  # trajectories arrived since the last call
+            if pace.step is not None and pace.calls:
+                rate = (step - pace.step) / steps_per_update / pace.calls
+                pace.rate = rate if pace.rate is None else 0.75 * pace.rate + 0.25 * rate
+            pace.step, pace.calls = step, 0
+        pace.calls += 1
+        due = (step - self._hp.buffer_init_steps) // steps_per_update - done
         horizon = self.trainer_settings.time_horizon
-        if self._paced_at.get(which) != self.get_step:
-            measured, calls = self._interval.get(which), self._calls.get(which)
-            if calls is None:  # the first arrival: nothing measured yet
-                interval = float(horizon)
-            else:
-                interval = float(calls) if measured is None else 0.75 * measured + 0.25 * calls
-                self._interval[which] = interval = min(float(horizon), interval)
-            due = (self.get_step - self._hp.buffer_init_steps) // steps_per_update - done
-            self._paced_at[which] = self.get_step
-            self._pace[which] = max(1, math.ceil(due / max(1.0, interval)))
-            self._calls[which] = 0
-        self._calls[which] += 1
-        return self._pace[which]
+        if pace.rate is None:
+            return max(1, math.ceil(due / horizon))
+        pace.credit += pace.rate
+        take = int(pace.credit)
+        pace.credit -= take
+        return take + int(due // horizon)
 
     def _update_policy(self) -> bool:
         """As many gradient steps as the agent steps since the last call allow (paced: a
@@ -194,3 +194,13 @@ class OffPolicyTrainer(RLTrainer[H]):
         for key, values in stats.items():
             self.stats_reporter.add_stat(key, float(np.mean(values)))
         return updated
+
+
+@dataclass
+class _Pace:
+    """What pacing remembers of one kind of update (`paced_gradient_steps`)."""
+
+    step: Optional[int] = None  # the trainer's step at the last arrival
+    calls: int = 0  # advances since then
+    rate: Optional[float] = None  # mean gradient steps made due per advance
+    credit: float = 0.0  # the fraction of a gradient step carried to the next advance
