@@ -119,8 +119,7 @@ class WorkerEnv(BaseEnv):
         self._specs: Dict[str, BehaviorSpec] = {}
         self._steps: Dict[str, Tuple[DecisionSteps, TerminalSteps]] = {}
         self._interrupted: Dict[int, Dict[str, TerminalSteps]] = {}
-        self._lost: List[int] = []  # workers restarted since the last batch
-        self._batch_lost: List[int] = []  # those of the batch handed out now
+        self._batch_lost: List[int] = []  # workers restarted for the batch handed out now
         self._stats: Dict[str, List[Tuple[float, str]]] = {}
         self._batch: List[WorkerHandle] = []  # the workers of the steps handed out last
         self._collected = False
@@ -149,7 +148,7 @@ class WorkerEnv(BaseEnv):
     def reset(self) -> None:
         if any(w.busy_since is not None for w in self._workers):
             self._gather("step", every=True)
-        self._interrupted, self._lost = {}, []
+        self._interrupted = {}
         for worker in self._workers:
             worker.steps = {}
             worker.send(("reset",))
@@ -334,8 +333,9 @@ class WorkerEnv(BaseEnv):
                     decisions.append(worker.steps[name][0])
                     terminals.append(worker.steps[name][1])
             steps[name] = (concat_decisions(decisions, spec), concat_terminals(terminals, spec))
+        # a restarted worker's interrupted episodes ride on this batch: it is the one lost
+        self._batch_lost = list(self._interrupted)
         self._steps, self._interrupted, self._collected = steps, {}, True
-        self._batch_lost, self._lost = self._lost, []
 
     def _drain(self, workers: List[WorkerHandle], replies: Dict[int, int], deadline: float
                ) -> Optional[PalaestraError]:
@@ -365,7 +365,6 @@ class WorkerEnv(BaseEnv):
                      s.restarts_rate_limit_period_s, worker.restarts).spend(worker.where, why)
         logger.warning("Restarting %s after it %s.", worker.where, why)
         self._interrupted[worker.index] = self._interrupt(worker)
-        self._lost.append(worker.index)
         worker.process.kill()  # a hung worker too; a dead one is only reaped
         worker.stop()
         worker.life += 1

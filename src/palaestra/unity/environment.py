@@ -56,8 +56,7 @@ class UnityEnvironment(BaseEnv):
         self._deciding: Dict[Tuple[int, str], int] = {}  # (instance, Unity name) -> agents
         self._actions: Dict[str, ActionTuple] = {}
         self._extra_terminal: Dict[int, Dict[str, List[Any]]] = {}
-        self._lost: List[int] = []  # instances relaunched, not yet in a batch handed out
-        self._batch_lost: List[int] = []  # those in the batch handed out now
+        self._batch_lost: List[int] = []  # instances relaunched for the batch handed out now
         self.env_stats: Dict[str, List[Tuple[float, StatsAggregationMethod]]] = {}
         # Instances answered and not heard back from; the instances whose outputs the current
         # step batches hold; a hint that some instance has sent (its connection's queue says).
@@ -248,8 +247,8 @@ class UnityEnvironment(BaseEnv):
         self._batch = list(batch)
         self._collected = True
         n = len(self._instances)
-        self._batch_lost = [i for i in self._lost if i in batch]
-        self._lost = [i for i in self._lost if i not in batch]
+        # a relaunched instance's interrupted episodes ride on its next batch (popped below)
+        self._batch_lost = [i for i in batch if i in self._extra_terminal]
         for i in batch:
             instance = self._instance(i)
             for key, values in instance.stats.get_and_reset_stats().items():
@@ -291,7 +290,6 @@ class UnityEnvironment(BaseEnv):
         old = self._instances[i]
         assert old is not None
         self._extra_terminal[i] = self._interrupt(old, i)
-        self._lost.append(i)
         try:
             old.close()
         except Exception:  # noqa: BLE001 - the old build is gone either way
