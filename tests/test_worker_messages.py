@@ -105,3 +105,23 @@ def test_a_truncated_or_padded_message_is_an_error():
     for cut in range(1, len(data) - 1):
         with pytest.raises(ValueError, match="cut short"):
             messages.decode_steps(data[:-cut], ["b"])
+
+
+def test_messages_with_the_same_header_keep_their_own_values():
+    """Both sides remember what a header says; the values are still each message's own (and
+    an array in the other byte order is not taken for the native one)."""
+    rng = np.random.default_rng(4)
+    first, second = _steps(3, 1, True, True, rng), _steps(3, 1, True, True, rng)
+    data_first = messages.encode_steps([(0, *first)])
+    data_second = messages.encode_steps([(0, *second)])
+    assert data_first[:40] == data_second[:40] and data_first != data_second
+    for data, want in ((data_first, first), (data_second, second), (data_first, first)):
+        back = messages.decode_steps(data, ["b"])["b"]
+        for got, w in zip(back, want):
+            _assert_same(got, w)
+    swapped = first[0].reward.astype(">f4")
+    decision = DecisionSteps([], swapped, first[0].agent_id)
+    (got, _), = messages.decode_steps(messages.encode_steps([(0, decision, first[1])]),
+                                      ["b"]).values()
+    assert got.reward.dtype == np.dtype(">f4")
+    np.testing.assert_array_equal(got.reward, first[0].reward)

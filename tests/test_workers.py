@@ -477,3 +477,50 @@ def test_ctrl_c_breaks_out_of_waiting_for_a_hung_worker_and_saves(tmp_path):
     assert "Training interrupted: saving checkpoints" in out
     assert torch.load(tmp_path / "c" / "hanging" / "checkpoint.pt",
                       weights_only=True)["step"] > 0
+
+
+def test_the_kept_selector_reports_busy_workers_and_sets_aside_one_that_stirs_out_of_turn():
+    """`_Readiness` (POSIX): a worker that is not busy and whose pipe becomes readable (it died
+    between steps) is left out until it is busy again, instead of being reported at every
+    wait; then its pipe is reported like any other."""
+    from palaestra.envs.workers import _Readiness
+
+    class Fake:  # what _Readiness reads of a WorkerHandle
+        def __init__(self):
+            self.conn, self.other = multiprocessing.Pipe()
+            self.exit_read, self.exit_write = os.pipe()  # stands for the process sentinel
+            self.process, self.busy_since = object(), None
+
+        @property
+        def waitables(self):
+            return [self.conn, self.exit_read]
+
+    readiness = _Readiness()
+    if readiness.selector is None:
+        pytest.skip("no kept selector on this platform (multiprocessing's wait is used)")
+    a, b = Fake(), Fake()
+    try:
+        for fake in (a, b):
+            readiness.add(fake)
+        a.busy_since = 1.0
+        b.other.send_bytes(b"x")  # b speaks out of turn
+        assert readiness.ready([a], 0) == set()
+        assert b in readiness.quiet and readiness.ready([a], 0) == set()
+        assert len(readiness.selector.get_map()) == 2  # only a's pipe and exit
+        a.other.send_bytes(b"y")
+        assert readiness.ready([a], None) == {a.conn}
+        a.conn.recv_bytes()
+        b.busy_since = 2.0  # b is sent a command: watched again, its pipe read
+        assert readiness.ready([a, b], 0) == {b.conn} and not readiness.quiet
+        os.write(a.exit_write, b"!")
+        assert readiness.ready([a, b], 0) == {b.conn, a.exit_read}
+        for fake in (a, b):
+            readiness.remove(fake)
+        assert len(readiness.selector.get_map()) == 0
+    finally:
+        readiness.close()
+        for fake in (a, b):
+            fake.conn.close()
+            fake.other.close()
+            os.close(fake.exit_read)
+            os.close(fake.exit_write)

@@ -85,7 +85,8 @@ class TorchPolicy:
                                                self.seed)
             cont, disc, log_probs_np = self._numpy_actor(decision_requests.obs,
                                                          decision_requests.action_mask)
-            env_cont = cont if self._tanh else np.clip(cont, -_CLIP, _CLIP) / _CLIP
+            env_cont = (cont if self._tanh or not cont.size
+                        else np.clip(cont, -_CLIP, _CLIP) / _CLIP)
             return ActionInfo(ActionTuple(cont, disc), ActionTuple(env_cont, disc), log_probs_np)
         with torch.inference_mode():
             obs = [torch.from_numpy(o) if on_cpu else torch.as_tensor(o, device=self.device)

@@ -171,8 +171,8 @@ class NumpyActor:
             for size in self.branches:  # branches, not agents: usually one
                 part = logits[:, start:start + size]
                 a = perturbed[:, start:start + size].argmax(-1)
-                peak = part.max(-1, keepdims=True)
-                log_prob += (part[rows, a] - peak[:, 0]) - np.log(np.exp(part - peak).sum(-1))
+                shifted = part - part.max(-1, keepdims=True)  # log-softmax, stable
+                log_prob += shifted[rows, a] - np.log(np.exp(shifted).sum(-1))
                 start += size
                 picks.append(a)
             disc = picks[0][:, None] if len(picks) == 1 else np.stack(picks, -1)

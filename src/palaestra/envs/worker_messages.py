@@ -13,10 +13,14 @@ trip's Python on both sides (cProfile and py-spy of bench/workers_speed.py). The
 writes each array's dtype, shape and bytes and reads them back as arrays over one private copy
 of the message.
 
-Step layout: the tag, the behavior count, then per behavior its index in the worker's list of
-behaviors (the order in which it reported them) and the fields of `DECISION_FIELDS` and
-`TERMINAL_FIELDS`, each an array (dtype string length and text, number of dimensions, each
-dimension, bytes) or a missing optional (a zero length and `_NONE`).
+Step layout: the tag, the length of the header (4 bytes), the header, then the arrays' bytes
+one after another. The header holds the behavior count, then per behavior its index in the
+worker's list of behaviors (the order in which it reported them) and, for each field of
+`DECISION_FIELDS` and `TERMINAL_FIELDS`, the array's dtype string (its length, then its text),
+number of dimensions and each dimension, or a zero length and `_NONE` for a missing optional.
+Why the header comes first: from one step to the next it is usually the same bytes (the same
+agents, the same dtypes), so both sides keep what they made of it (`_HEADS`, `_PLANS`) and a
+step costs a dictionary look-up per field to write and one `frombuffer` per field to read.
 """
 from __future__ import annotations
 
@@ -33,8 +37,17 @@ DECISION_FIELDS = ("reward", "agent_id", "action_mask", "group_id", "group_rewar
 TERMINAL_FIELDS = ("reward", "interrupted", "agent_id", "group_id", "group_reward")
 STEPS_TAG = b"S"  # a pickle (protocol 5) starts with b"\x80"
 _COUNT = struct.Struct("<H")
+_LENGTH = struct.Struct("<I")
 _NONE = 255  # the number of dimensions written for a missing optional field
-_DTYPES: Dict[bytes, np.dtype] = {}
+_MISSING = bytes((0, _NONE))
+_CACHE_SIZE = 1024  # headers (and arrays' heads) remembered; forgotten all at once past it
+# (dtype, shape) -> the array's part of a header
+_HEADS: Dict[Tuple[np.dtype, Tuple[int, ...]], bytes] = {}
+# header -> (per behavior: its index and each field's (dtype, shape, count, offset) or None;
+# the arrays' bytes in all)
+_Field = Optional[Tuple[np.dtype, Tuple[int, ...], int, int]]
+_Plan = Tuple[List[Tuple[int, List[_Field]]], int]
+_PLANS: Dict[bytes, _Plan] = {}
 
 
 class NotEncodable(ValueError):
@@ -66,14 +79,23 @@ def receive(conn: Connection, names: List[str]) -> Tuple[Any, ...]:
 
 
 def encode_steps(steps: Sequence[Tuple[int, DecisionSteps, TerminalSteps]]) -> bytes:
-    parts: List[bytes] = [STEPS_TAG, _COUNT.pack(len(steps))]
+    """The message of `send_steps` (observations, if present, are not part of it)."""
+    heads: List[bytes] = [_COUNT.pack(len(steps))]
+    data: List[bytes] = []
     for index, decision, terminal in steps:
-        parts.append(_COUNT.pack(index))
-        for field in DECISION_FIELDS:
-            _put(parts, getattr(decision, field))
-        for field in TERMINAL_FIELDS:
-            _put(parts, getattr(terminal, field))
-    return b"".join(parts)
+        heads.append(_COUNT.pack(index))
+        for source, fields in ((decision, DECISION_FIELDS), (terminal, TERMINAL_FIELDS)):
+            for field in fields:
+                array = getattr(source, field)
+                if array is None:
+                    heads.append(_MISSING)
+                    continue
+                if type(array) is not np.ndarray:
+                    array = np.asarray(array)
+                heads.append(_head(array))
+                data.append(array.tobytes())  # C order, whatever the array's own
+    header = b"".join(heads)
+    return b"".join((STEPS_TAG, _LENGTH.pack(len(header)), header, *data))
 
 
 def decode_steps(data: bytes, names: List[str]
@@ -81,60 +103,91 @@ def decode_steps(data: bytes, names: List[str]
     """The steps of an `encode_steps` message by behavior name, with empty observation lists;
     the arrays are writable views of one copy of the message that nothing else holds."""
     buffer = bytearray(data)
-    out = {}
-    n_decision = len(DECISION_FIELDS)
     try:
-        (count,) = _COUNT.unpack_from(buffer, 1)
-        offset = 1 + _COUNT.size
-        for _ in range(count):
-            (index,) = _COUNT.unpack_from(buffer, offset)
-            offset += _COUNT.size
-            values: List[Optional[np.ndarray]] = []
-            for _ in range(n_decision + len(TERMINAL_FIELDS)):
-                array, offset = _take(buffer, offset)
-                values.append(array)
-            decision = DecisionSteps([], *values[:n_decision])  # type: ignore[arg-type]
-            terminal = TerminalSteps([], *values[n_decision:])  # type: ignore[arg-type]
-            out[names[index]] = (decision, terminal)
+        (length,) = _LENGTH.unpack_from(buffer, 1)
+    except struct.error:
+        raise ValueError("a worker's step message is cut short") from None
+    start = 1 + _LENGTH.size + length
+    header = bytes(buffer[1 + _LENGTH.size:start])
+    if len(header) < length:
+        raise ValueError("a worker's step message is cut short (in its header)")
+    try:
+        plan = _PLANS.get(header)
+        if plan is None:
+            plan = _plan(header)
+            if len(_PLANS) >= _CACHE_SIZE:
+                _PLANS.clear()
+            _PLANS[header] = plan
     except (IndexError, struct.error, ValueError, TypeError) as exc:
-        raise ValueError(f"a worker's step message is cut short or malformed ({exc})") from None
-    if offset != len(buffer):
-        raise ValueError(f"a worker's step message is {len(buffer) - offset} bytes longer "
-                         "than its fields" if offset < len(buffer) else
+        raise ValueError(f"a worker's step message has a malformed header ({exc})") from None
+    behaviors, size = plan
+    if start + size != len(buffer):
+        raise ValueError(f"a worker's step message is {len(buffer) - start - size} bytes "
+                         "longer than its fields" if start + size < len(buffer) else
                          "a worker's step message is cut short")
+    n_decision = len(DECISION_FIELDS)
+    out = {}
+    for index, fields in behaviors:
+        if index >= len(names):
+            raise ValueError(f"a worker's step message names behavior {index}, of "
+                             f"{len(names)} it reported")
+        values = [None if f is None else
+                  np.frombuffer(buffer, f[0], f[2], start + f[3]).reshape(f[1])
+                  for f in fields]
+        decision = DecisionSteps([], *values[:n_decision])  # type: ignore[arg-type]
+        terminal = TerminalSteps([], *values[n_decision:])  # type: ignore[arg-type]
+        out[names[index]] = (decision, terminal)
     return out
 
 
-def _put(parts: List[bytes], array: Optional[np.ndarray]) -> None:
-    if array is None:
-        parts.append(bytes((0, _NONE)))
-        return
-    array = np.asarray(array)
-    if array.dtype.hasobject:
-        raise NotEncodable(f"an array of {array.dtype}")
-    dtype = array.dtype.str.encode()
-    parts.append(bytes((len(dtype),)) + dtype + bytes((array.ndim,))
-                 + struct.pack(f"<{array.ndim}q", *array.shape))
-    parts.append(array.tobytes())  # C order, whatever the array's own
+def _head(array: np.ndarray) -> bytes:
+    """The array's part of a header: dtype string, number of dimensions, dimensions."""
+    key = (array.dtype, array.shape)
+    head = _HEADS.get(key)
+    if head is None:
+        if array.dtype.hasobject:
+            raise NotEncodable(f"an array of {array.dtype}")
+        dtype = array.dtype.str.encode()
+        head = (bytes((len(dtype),)) + dtype + bytes((array.ndim,))
+                + struct.pack(f"<{array.ndim}q", *array.shape))
+        if len(_HEADS) >= _CACHE_SIZE:
+            _HEADS.clear()
+        _HEADS[key] = head
+    return head
 
 
-def _take(buffer: bytearray, offset: int) -> Tuple[Optional[np.ndarray], int]:
-    length = buffer[offset]
-    if length == 0:
-        return None, offset + 2
-    key = bytes(buffer[offset + 1: offset + 1 + length])
-    dtype = _DTYPES.get(key)
-    if dtype is None:
-        dtype = np.dtype(key.decode())
-        if dtype.hasobject:  # never written by `_put`: pointers read from bytes
-            raise ValueError(f"a step message with an array of {dtype}")
-        _DTYPES[key] = dtype
-    offset += 1 + length
-    ndim = buffer[offset]
-    shape = struct.unpack_from(f"<{ndim}q", buffer, offset + 1)
-    offset += 1 + 8 * ndim
-    count = 1
-    for size in shape:
-        count *= size
-    array = np.frombuffer(buffer, dtype, count, offset).reshape(shape)
-    return array, offset + count * dtype.itemsize
+def _plan(header: bytes) -> _Plan:
+    """What a header says: each behavior's index and fields, and the arrays' bytes in all."""
+    (count,) = _COUNT.unpack_from(header, 0)
+    offset, size = _COUNT.size, 0
+    behaviors = []
+    for _ in range(count):
+        (index,) = _COUNT.unpack_from(header, offset)
+        offset += _COUNT.size
+        fields: List[_Field] = []
+        for _ in range(len(DECISION_FIELDS) + len(TERMINAL_FIELDS)):
+            length = header[offset]
+            if length == 0:
+                if header[offset + 1] != _NONE:
+                    raise ValueError("a field with neither a dtype nor the mark of a missing one")
+                fields.append(None)
+                offset += 2
+                continue
+            dtype = np.dtype(header[offset + 1: offset + 1 + length].decode())
+            if dtype.hasobject:  # never written by `_head`: pointers read from bytes
+                raise ValueError(f"a step message with an array of {dtype}")
+            offset += 1 + length
+            ndim = header[offset]
+            shape = struct.unpack_from(f"<{ndim}q", header, offset + 1)
+            offset += 1 + 8 * ndim
+            items = 1
+            for dim in shape:
+                if dim < 0:
+                    raise ValueError(f"a negative dimension {dim}")
+                items *= dim
+            fields.append((dtype, shape, items, size))
+            size += items * dtype.itemsize
+        behaviors.append((index, fields))
+    if offset != len(header):
+        raise ValueError(f"{len(header) - offset} bytes after the header's fields")
+    return behaviors, size

@@ -58,8 +58,8 @@ class ErrorReport:
     traceback: str
 
 
-# One behavior's step, as sent back: (the block's new (name, capacity) if it was replaced,
-# decision steps and terminal steps with empty `obs` lists: the observations are in the block).
+# One behavior's step: (the block's new (name, capacity) if it was replaced, decision steps,
+# terminal steps); sent without their observations, which are in the block.
 BehaviorReport = Tuple[Optional[Tuple[str, int]], Any, Any]
 
 
@@ -149,14 +149,16 @@ class _Server:
             except BaseException as exc:  # noqa: BLE001 - reported to the training process
                 reply = ("error", _report(exc))
             try:
-                if reply[0] == "steps" and self._plain(reply):
-                    try:
-                        messages.send_steps(conn, [
-                            (self.order[name], decision, terminal)
-                            for name, (_, decision, terminal) in reply[1].items()])
-                        continue
-                    except messages.NotEncodable:
-                        pass  # pickled below
+                if reply[0] == "steps":
+                    if self._plain(reply):
+                        try:  # the encoding leaves the observations out
+                            messages.send_steps(conn, [
+                                (self.order[name], decision, terminal)
+                                for name, (_, decision, terminal) in reply[1].items()])
+                            continue
+                        except messages.NotEncodable:
+                            pass  # pickled below
+                    reply = _without_obs(reply)
                 messages.send(conn, reply)
             except OSError:  # the training process is gone
                 return
@@ -170,7 +172,8 @@ class _Server:
                                                    block.discrete[:n].copy()))
 
     def _steps(self) -> Tuple[Any, ...]:
-        """Every behavior's step: observations into the blocks, the rest into the reply."""
+        """Every behavior's step: observations into the blocks, the rest into the reply (the
+        steps themselves, which still hold the observations: left out when sent)."""
         new_specs = {name: spec for name, spec in self.env.behavior_specs.items()
                      if name not in self.specs}
         self.specs.update(new_specs)
@@ -186,8 +189,7 @@ class _Server:
                 self.blocks[name] = block
             _write(block.decision_obs, decision.obs, len(decision))
             _write(block.terminal_obs, terminal.obs, len(terminal))
-            reports[name] = ((block.name, block.capacity) if new else None,
-                             replace(decision, obs=[]), replace(terminal, obs=[]))
+            reports[name] = ((block.name, block.capacity) if new else None, decision, terminal)
         return ("steps", reports, new_specs, dict(self.env.pop_stats()))
 
     @staticmethod
@@ -205,6 +207,14 @@ class _Server:
             messages.send(self.conn, ("closed",))
         for block in self.blocks.values():
             block.close()  # the training process unlinks them
+
+
+def _without_obs(reply: Tuple[Any, ...]) -> Tuple[Any, ...]:
+    """A step reply to pickle: its steps without their observations (they are in the
+    blocks)."""
+    kind, reports, new_specs, stats = reply
+    return (kind, {name: (new, replace(decision, obs=[]), replace(terminal, obs=[]))
+                   for name, (new, decision, terminal) in reports.items()}, new_specs, stats)
 
 
 def _write(arrays: List[np.ndarray], obs: List[np.ndarray], n: int) -> None:
