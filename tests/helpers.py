@@ -95,3 +95,22 @@ def assert_stops_past_restart_quota(tmp_path, capsys, config, *flags):
     assert "exceeded the allowed restarts" in err and "max_lifetime_restarts 1" in err
     saved = torch.load(tmp_path / "q" / "faulty" / "checkpoint.pt", weights_only=True)
     assert 0 < saved["step"] < 800
+
+
+def assert_same_steps(got, want) -> None:
+    """Two `DecisionSteps` (or `TerminalSteps`) alike field for field: observations, then
+    every other field None where the other is, else of the same dtype, shape and values."""
+    import numpy as np
+
+    assert type(got) is type(want) and len(got.obs) == len(want.obs)
+    for a, b in zip(got.obs, want.obs):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    for name in want.__dataclass_fields__:
+        if name == "obs":
+            continue
+        a, b = getattr(got, name), getattr(want, name)
+        assert (a is None) == (b is None), name
+        if b is not None:
+            assert a.dtype == b.dtype and a.shape == b.shape, name
+            np.testing.assert_array_equal(a, b)

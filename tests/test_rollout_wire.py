@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
+from helpers import assert_same_steps
 from palaestra.envs.base import ActionTuple, DecisionSteps, TerminalSteps
 from palaestra.scale import rollout_wire
 from palaestra.scale.rollout_actor import BehaviorStep, Rollout
@@ -33,22 +34,6 @@ def _step(rng, n, m, masked, grouped, acted, visual=False):
     return BehaviorStep(decision, terminal, action, rng.normal(size=n).astype(np.float32))
 
 
-def _assert_same_steps(got, want):
-    assert type(got) is type(want)
-    assert len(got.obs) == len(want.obs)
-    for a, b in zip(got.obs, want.obs):
-        assert a.dtype == b.dtype and a.shape == b.shape
-        np.testing.assert_array_equal(a, b)
-    for name in want.__dataclass_fields__:
-        if name == "obs":
-            continue
-        a, b = getattr(got, name), getattr(want, name)
-        assert (a is None) == (b is None), name
-        if b is not None:
-            assert a.dtype == b.dtype and a.shape == b.shape, name
-            np.testing.assert_array_equal(a, b)
-
-
 def _assert_same(got, want):
     assert got.stats == want.stats
     assert len(got.steps) == len(want.steps)
@@ -56,8 +41,8 @@ def _assert_same(got, want):
         assert list(row_got) == list(row_want)
         for name in row_want:
             g, w = row_got[name], row_want[name]
-            _assert_same_steps(g.decision, w.decision)
-            _assert_same_steps(g.terminal, w.terminal)
+            assert_same_steps(g.decision, w.decision)
+            assert_same_steps(g.terminal, w.terminal)
             assert (g.action is None) == (w.action is None)
             if w.action is not None:
                 np.testing.assert_array_equal(g.action.continuous, w.action.continuous)

@@ -5,6 +5,7 @@ import multiprocessing
 import numpy as np
 import pytest
 
+from helpers import assert_same_steps
 from palaestra.envs import worker_messages as messages
 from palaestra.envs.base import DecisionSteps, TerminalSteps
 
@@ -24,15 +25,8 @@ def _steps(n_decision, n_terminal, grouped, masked, rng):
 
 
 def _assert_same(a, b):
-    assert type(a) is type(b) and a.obs == b.obs == []
-    for name in a.__dataclass_fields__:
-        if name == "obs":
-            continue
-        x, y = getattr(a, name), getattr(b, name)
-        assert (x is None) == (y is None), name
-        if x is not None:
-            assert x.dtype == y.dtype and x.shape == y.shape, name
-            np.testing.assert_array_equal(x, y)
+    assert a.obs == b.obs == []
+    assert_same_steps(a, b)
 
 
 @pytest.mark.parametrize("grouped", [False, True])
