@@ -119,3 +119,18 @@ def test_messages_with_the_same_header_keep_their_own_values():
                                       ["b"]).values()
     assert got.reward.dtype == np.dtype(">f4")
     np.testing.assert_array_equal(got.reward, first[0].reward)
+
+
+def test_a_long_header_is_read_but_not_remembered():
+    """What the reading side keeps of headers stays small whatever a worker sends: a header
+    past the limit (here: many behaviors) is read correctly each time and not kept."""
+    rng = np.random.default_rng(5)
+    names = [f"b{i}" for i in range(300)]
+    steps = [(i, *_steps(1, 0, True, True, rng)) for i in range(len(names))]
+    data = messages.encode_steps(steps)
+    before = len(messages._PLANS)
+    for _ in range(2):
+        back = messages.decode_steps(data, names)
+        assert list(back) == names
+        _assert_same(back["b7"][0], steps[7][1])
+    assert len(messages._PLANS) == before

@@ -41,6 +41,7 @@ _LENGTH = struct.Struct("<I")
 _NONE = 255  # the number of dimensions written for a missing optional field
 _MISSING = bytes((0, _NONE))
 _CACHE_SIZE = 1024  # headers (and arrays' heads) remembered; forgotten all at once past it
+_CACHED_HEADER = 16384  # bytes: a longer header (hundreds of behaviors) is read every time
 # (dtype, shape) -> the array's part of a header
 _HEADS: Dict[Tuple[np.dtype, Tuple[int, ...]], bytes] = {}
 # header -> (per behavior: its index and each field's (dtype, shape, count, offset) or None;
@@ -115,9 +116,10 @@ def decode_steps(data: bytes, names: List[str]
         plan = _PLANS.get(header)
         if plan is None:
             plan = _plan(header)
-            if len(_PLANS) >= _CACHE_SIZE:
-                _PLANS.clear()
-            _PLANS[header] = plan
+            if len(header) <= _CACHED_HEADER:  # what is kept stays small, whatever comes
+                if len(_PLANS) >= _CACHE_SIZE:
+                    _PLANS.clear()
+                _PLANS[header] = plan
     except (IndexError, struct.error, ValueError, TypeError) as exc:
         raise ValueError(f"a worker's step message has a malformed header ({exc})") from None
     behaviors, size = plan
