@@ -9,7 +9,9 @@ each step, and the receiving side cuts them back into per-step views.
 
 Nothing is lost on the way: a field that is None in some steps and set in others (an action
 mask first reported mid-chunk, groups) keeps which steps had it, a behavior absent from a step
-stays absent, and a chunk whose steps do not stack (a field's dtype or trailing shape changing
+stays absent, a step's actions travel with their log-probabilities (an actor records both or
+neither; a step with only one of them arrives with neither, which is how the replay reads it
+anyway), and a chunk whose steps do not stack (a field's dtype or trailing shape changing
 between steps, observation lists of different lengths) is sent as it is, pickled step by step.
 """
 from __future__ import annotations
