@@ -10,7 +10,7 @@ import pytest
 from helpers import assert_same_steps
 from palaestra.envs.base import ActionTuple, DecisionSteps, TerminalSteps
 from palaestra.scale import rollout_wire
-from palaestra.scale.rollout_actor import BehaviorStep, Rollout
+from palaestra.scale.rollout_wire import BehaviorStep, Rollout
 
 
 def _step(rng, n, m, masked, grouped, acted, visual=False):

@@ -6,10 +6,11 @@ chunk through the usual agent processors. `ray` is imported only by this package
 that need it, and only when a run asks for Ray, so palaestra imports and runs without it
 (``pip install "palaestra[ray]"``):
 
-- `rollout_actor`: what runs inside an actor (`RolloutActor`) and what crosses the wire
-  (`PolicyRecipe`, `Rollout`, `BehaviorStep`, `actor_state`); no `ray` import at all.
-- `rollout_wire`: a `Rollout`'s form on the wire, by columns (a chunk's fields concatenated
-  over its steps), cut back into steps on arrival.
+- `rollout_actor`: what runs inside an actor (`RolloutActor`) and what it is sent
+  (`PolicyRecipe`, `actor_state`); no `ray` import at all.
+- `rollout_wire`: what an actor sends back (`Rollout` of `BehaviorStep`s) and its form on the
+  wire, by columns (a chunk's fields concatenated over its steps), cut back into steps on
+  arrival.
 - `ray_fleet`: connecting to Ray, the actors (start, replace within the restart quota, close).
 - `ray_manager`: `RayEnvManager`, what the controller drives instead of `EnvManager`: the
   pipeline that keeps one chunk per actor in flight, the weights in the object store, replay.

@@ -34,7 +34,8 @@ from palaestra.envs.base import DecisionSteps, TerminalSteps
 from palaestra.exception import EnvironmentSetupError
 from palaestra.policy import ActionInfo, TorchPolicy
 from palaestra.scale.ray_fleet import ActorLost, ActorSlot, RayFleet
-from palaestra.scale.rollout_actor import PolicyRecipe, Rollout, actor_state
+from palaestra.scale.rollout_actor import PolicyRecipe, actor_state
+from palaestra.scale.rollout_wire import Rollout
 from palaestra.timers import Timers
 from palaestra.watchdog import EnvGuard, EnvironmentTimeout, StopRequested
 

@@ -10,8 +10,8 @@ records: no remote call per step, and the trainers never leave the training proc
 What crosses the wire is plain data: a `PolicyRecipe` per behavior (the actor class is pickled
 by reference, so it must be importable on every node: palaestra's own actors, or an installed
 plugin's), the actor state (`actor_state`: the `state_dict` as numpy arrays, weights and
-observation-normaliser statistics alike) and `Rollout`s of numpy arrays, which Ray hands over
-without pickling their contents.
+observation-normaliser statistics alike) and `Rollout`s (`rollout_wire`), which travel by
+columns.
 """
 from __future__ import annotations
 
@@ -19,14 +19,15 @@ import dataclasses
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 import numpy as np
 
-from palaestra.envs.base import (ActionTuple, BehaviorSpec, DecisionSteps, TerminalSteps,
+from palaestra.envs.base import (BehaviorSpec, DecisionSteps, TerminalSteps,
                                  globalise_ids)
 from palaestra.exception import NonFiniteError
+from palaestra.scale.rollout_wire import BehaviorStep, Rollout
 from palaestra.settings import NetworkSettings
 
 
@@ -54,44 +55,6 @@ def actor_state(policy: Any) -> Dict[str, np.ndarray]:
     copies them into the object store at once."""
     return {key: value.detach().cpu().numpy()
             for key, value in policy.actor.state_dict().items()}
-
-
-@dataclass
-class BehaviorStep:
-    """One behavior's part of one step, as `EnvManager.advance` sees it: the steps the
-    environment answered (ids already unique over actors) and, when agents decided, the
-    actions the actor's policy took for them (as sampled: what trajectories store) and their
-    log-probabilities."""
-
-    decision: DecisionSteps
-    terminal: TerminalSteps
-    action: Optional[ActionTuple] = None
-    log_probs: Optional[np.ndarray] = None
-
-
-@dataclass
-class Rollout:
-    """A chunk of steps of one actor, oldest first, and its environment's own stats
-    (`BaseEnv.pop_stats`) over the chunk."""
-
-    steps: List[Dict[str, BehaviorStep]]
-    stats: Dict[str, List[Tuple[float, str]]] = field(default_factory=dict)
-
-    def __reduce__(self) -> Tuple[Any, ...]:
-        """Pickled by columns (`rollout_wire`): a fraction of the cost of its arrays one by
-        one; as it is where its steps do not stack."""
-        from palaestra.scale import rollout_wire
-
-        try:
-            return (_unpacked, (rollout_wire.pack(self.steps), self.stats))
-        except rollout_wire.NotStackable:
-            return (Rollout, (self.steps, self.stats))
-
-
-def _unpacked(packed: Any, stats: Dict[str, List[Tuple[float, str]]]) -> Rollout:
-    from palaestra.scale import rollout_wire
-
-    return Rollout(rollout_wire.unpack(packed, BehaviorStep), stats)
 
 
 _Steps = TypeVar("_Steps", DecisionSteps, TerminalSteps)

@@ -1,9 +1,10 @@
-"""How a `Rollout` crosses the wire: by columns, not by step.
+"""What an actor's chunk is (`Rollout` of `BehaviorStep`s) and how it crosses the wire: by
+columns, not by step.
 
 A chunk of 64 steps of one agent is about 1,300 small arrays (each step's rewards, ids, masks,
 observations, actions). Pickled one by one (what Ray does with a plain dataclass) it cost
-3.3 ms in the actor and 1.5 ms in the training process on a 2-core EPYC, more than the
-actor's own acting and stepping for those 64 steps (5.5 ms). So `Rollout.__reduce__` sends each
+3.3 ms in the actor and 1.5 ms in the training process on a 2-core EPYC, nearly as much as
+the actor's own acting and stepping of those 64 steps (5.5 ms). So `Rollout.__reduce__` sends each
 behavior's fields concatenated over the chunk (a few dozen arrays) with the agent counts of
 each step, and the receiving side cuts them back into per-step views.
 
@@ -16,7 +17,9 @@ between steps, observation lists of different lengths) is sent as it is, pickled
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,6 +27,37 @@ from palaestra.envs.base import ActionTuple, DecisionSteps, TerminalSteps
 
 DECISION_FIELDS = ("reward", "agent_id", "action_mask", "group_id", "group_reward")
 TERMINAL_FIELDS = ("reward", "interrupted", "agent_id", "group_id", "group_reward")
+
+
+@dataclass
+class BehaviorStep:
+    """One behavior's part of one step, as `EnvManager.advance` sees it: the steps the
+    environment answered (ids already unique over actors) and, when agents decided, the
+    actions the actor's policy took for them (as sampled: what trajectories store) and their
+    log-probabilities."""
+
+    decision: DecisionSteps
+    terminal: TerminalSteps
+    action: Optional[ActionTuple] = None
+    log_probs: Optional[np.ndarray] = None
+
+
+@dataclass
+class Rollout:
+    """A chunk of steps of one actor, oldest first, and its environment's own stats
+    (`BaseEnv.pop_stats`) over the chunk."""
+
+    steps: List[Dict[str, BehaviorStep]]
+    stats: Dict[str, List[Tuple[float, str]]] = dataclasses.field(default_factory=dict)
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        """Pickled by columns: a fraction of the cost of its arrays one by one; as it is
+        where its steps do not stack."""
+        try:
+            return (unpacked, (pack(self.steps), self.stats))
+        except NotStackable:
+            return (Rollout, (self.steps, self.stats))
+
 
 # A column: which of its steps have the field (None: all of them) and the field's rows of
 # those steps, concatenated.
@@ -58,12 +92,11 @@ def pack(steps: Sequence[Dict[str, Any]]) -> Tuple[int, Dict[str, Any]]:
     return len(steps), packed
 
 
-def unpack(packed: Tuple[int, Dict[str, Any]], make_step: Callable[..., Any]
-           ) -> List[Dict[str, Any]]:
-    """The per-step rows of `pack`'s result; `make_step(decision, terminal, action,
-    log_probs)` builds one behavior's record."""
+def unpacked(packed: Tuple[int, Dict[str, Any]], stats: Dict[str, List[Tuple[float, str]]]
+             ) -> Rollout:
+    """The `Rollout` that `pack` packed (what unpickling calls)."""
     n_steps, behaviors = packed
-    rows: List[Dict[str, Any]] = [{} for _ in range(n_steps)]
+    rows: List[Dict[str, BehaviorStep]] = [{} for _ in range(n_steps)]
     for name, (present, decision, terminal, acted, actions) in behaviors.items():
         decisions = _steps(decision, DecisionSteps, DECISION_FIELDS)
         terminals = _steps(terminal, TerminalSteps, TERMINAL_FIELDS)
@@ -75,8 +108,8 @@ def unpack(packed: Tuple[int, Dict[str, Any]], make_step: Callable[..., Any]
             for k, i in enumerate(np.flatnonzero(acted).tolist()):
                 taken[i] = (ActionTuple(continuous[k], discrete[k]), log_probs[k])
         for i, t in enumerate(np.flatnonzero(present).tolist()):
-            rows[t][name] = make_step(decisions[i], terminals[i], *taken[i])
-    return rows
+            rows[t][name] = BehaviorStep(decisions[i], terminals[i], *taken[i])
+    return Rollout(rows, stats)
 
 
 def _join(arrays: List[np.ndarray]) -> np.ndarray:
