@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
@@ -118,6 +118,12 @@ class TerminalSteps:
 
     def __len__(self) -> int:
         return len(self.agent_id)
+
+
+# Each kind of step's array fields besides its observations, in their order in the dataclass
+# (what the wire forms of worker processes and Ray actors carry one by one).
+DECISION_FIELDS = tuple(f.name for f in fields(DecisionSteps) if f.name != "obs")
+TERMINAL_FIELDS = tuple(f.name for f in fields(TerminalSteps) if f.name != "obs")
 
 
 class BaseEnv(abc.ABC):

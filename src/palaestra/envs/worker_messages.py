@@ -31,10 +31,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from palaestra.envs.base import DecisionSteps, TerminalSteps
+from palaestra.envs.base import (DECISION_FIELDS, TERMINAL_FIELDS, DecisionSteps,
+                                 TerminalSteps)
 
-DECISION_FIELDS = ("reward", "agent_id", "action_mask", "group_id", "group_reward")
-TERMINAL_FIELDS = ("reward", "interrupted", "agent_id", "group_id", "group_reward")
 STEPS_TAG = b"S"  # a pickle (protocol 5) starts with b"\x80"
 _COUNT = struct.Struct("<H")
 _LENGTH = struct.Struct("<I")

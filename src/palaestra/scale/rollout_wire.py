@@ -23,10 +23,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from palaestra.envs.base import ActionTuple, DecisionSteps, TerminalSteps
+from palaestra.envs.base import (DECISION_FIELDS, TERMINAL_FIELDS, ActionTuple, DecisionSteps,
+                                 TerminalSteps)
 
-DECISION_FIELDS = ("reward", "agent_id", "action_mask", "group_id", "group_reward")
-TERMINAL_FIELDS = ("reward", "interrupted", "agent_id", "group_id", "group_reward")
 
 
 @dataclass
