@@ -1,6 +1,9 @@
 """The pipe messages of environment workers: step replies encoded without pickling read back
 field for field, dtype and shape included; what the encoding cannot carry is pickled."""
+import dataclasses
 import multiprocessing
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -78,6 +81,9 @@ def test_messages_over_a_pipe_pickled_or_encoded():
     try:
         messages.send(here, ("step", {"b": 3}))
         assert messages.receive(there, []) == ("step", {"b": 3})
+        for rows in ({"b": 3}, {"b": 2, "c": 1}, {"b": 3}):  # the second {"b": 3} remembered
+            messages.send_step_command(here, rows)
+            assert messages.receive(there, []) == ("step", rows)
         decision, terminal = _steps(2, 1, True, True, np.random.default_rng(1))
         messages.send_steps(here, [(0, decision, terminal)])
         kind, reports, new_specs, stats = messages.receive(there, ["b"])
@@ -89,6 +95,65 @@ def test_messages_over_a_pipe_pickled_or_encoded():
     finally:
         here.close()
         there.close()
+
+
+def test_a_channel_carries_messages_each_way_and_is_waited_on_by_its_reading_pipe():
+    """`Channel`: one one-way pipe each way (a worker's end and the training process's)."""
+    from multiprocessing.connection import wait
+
+    ours, theirs = messages.Channel.pair(multiprocessing.get_context("spawn"))
+    try:
+        assert not ours.poll() and wait([ours, theirs], 0) == []
+        messages.send(ours, ("step", {"b": 1}))
+        assert wait([ours, theirs], 0) == [theirs] and not ours.poll()
+        assert messages.receive(theirs, []) == ("step", {"b": 1})
+        decision, terminal = _steps(2, 0, False, False, np.random.default_rng(4))
+        messages.send_steps(theirs, [(0, decision, terminal)])
+        assert ours.poll() and ours.fileno() == ours.reader.fileno()
+        _assert_same(messages.receive(ours, ["b"])[1]["b"][1], decision)
+        big = np.random.default_rng(6).bytes(1 << 20)  # more than a pipe holds: written and
+        sender = threading.Thread(target=theirs.send_bytes, args=(big,))  # read in parts
+        sender.start()
+        assert ours.recv_bytes() == big
+        sender.join()
+        theirs.send_bytes(b"")
+        assert ours.recv_bytes() == b""
+        theirs.writer.send_bytes(b"same framing")  # as multiprocessing's connections frame
+        assert ours.recv_bytes() == b"same framing"
+        os.write(theirs.writer.fileno(), b"\0\0\0\x10cut")  # 16 bytes promised, 3 sent
+        theirs.close()
+        with pytest.raises(OSError, match="inside a message"):
+            ours.recv_bytes()
+        with pytest.raises(EOFError):  # the other end gone
+            ours.recv_bytes()
+    finally:
+        ours.close()
+        theirs.close()
+    with pytest.raises(OSError):
+        ours.send_bytes(b"x")  # closed
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_ids_are_sent_unique_over_the_parts_and_the_steps_are_left_as_they_were(grouped):
+    """Worker 2 of 3 sends id * 3 + 2 (group 0, no group, stays 0), as `globalise_ids`
+    makes them, without touching the steps it was given (an environment may hand out the
+    same ones again)."""
+    from palaestra.envs.base import globalise_ids
+
+    decision, terminal = _steps(6, 3, grouped, False, np.random.default_rng(5))
+    if grouped:
+        decision.group_id[:3] = 0
+    kept = [(a.agent_id.copy(), None if a.group_id is None else a.group_id.copy())
+            for a in (decision, terminal)]
+    (got_decision, got_terminal), = messages.decode_steps(
+        messages.encode_steps([(0, decision, terminal)], 2, 3), ["b"]).values()
+    for got, sent, (ids, groups) in zip((got_decision, got_terminal), (decision, terminal), kept):
+        np.testing.assert_array_equal(sent.agent_id, ids)
+        np.testing.assert_array_equal(got.agent_id, ids * 3 + 2)
+        if grouped:
+            np.testing.assert_array_equal(sent.group_id, groups)
+            np.testing.assert_array_equal(got.group_id, np.where(groups == 0, 0, groups * 3 + 2))
+        _assert_same(got, globalise_ids(dataclasses.replace(sent), 2, 3))
 
 
 def test_a_truncated_or_padded_message_is_an_error():

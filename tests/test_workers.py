@@ -292,6 +292,50 @@ def test_stats_of_every_worker_are_merged_and_a_base_env_factory_runs_in_each():
         env.close()
 
 
+def _lowered_by(pid):
+    """How much lower than this process's the scheduling priority of process `pid` is."""
+    return os.getpriority(os.PRIO_PROCESS, pid) - os.getpriority(os.PRIO_PROCESS, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_workers_take_the_priority_their_settings_give():
+    for nice in (0, 3):
+        env = WorkerEnv("CartPole-v1", None, 2, 0, WorkerSettings(2, nice=nice))
+        try:  # a priority cannot go past 19 (this process may already be lowered)
+            expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice) - \
+                os.getpriority(os.PRIO_PROCESS, 0)
+            assert [_lowered_by(pid) for pid in env.worker_pids] == [expected] * 2
+        finally:
+            env.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_a_run_lowers_the_priority_of_workers_that_outnumber_the_cores(tmp_path, monkeypatch):
+    """With accel auto (this session's mode, PALAESTRA_TEST_ACCEL) a run whose workers
+    outnumber the cores (one here) runs them at `WORKER_NICE` below itself; with off, at its
+    own priority."""
+    from conftest import TEST_ACCEL
+    from palaestra.accel import threads
+    from palaestra.accel.process import WORKER_NICE
+    from palaestra.envs import workers
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 1)
+    seen = []
+
+    class Watched(workers.WorkerEnv):
+        def reset(self):
+            seen.append([_lowered_by(pid) for pid in self.worker_pids])
+            super().reset()
+
+    monkeypatch.setattr(workers, "WorkerEnv", Watched)
+    assert learn("--env", "CartPole-v1", "--num-envs", "2", "--num-workers", "2",
+                 "--max-steps", "64", "--run-id", "n", "--results-dir", str(tmp_path)) == 0
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    nice = WORKER_NICE if TEST_ACCEL == "auto" else 0
+    assert seen and all(lowered == [min(19, own + nice) - own] * 2 for lowered in seen), seen
+    assert no_worker_children()
+
+
 # -- errors and faults --------------------------------------------------------------------------
 def test_an_error_in_a_worker_comes_back_with_its_traceback_and_no_worker_survives():
     with pytest.raises(EnvironmentSetupError, match="unknown environment") as info:
@@ -479,7 +523,7 @@ def test_ctrl_c_breaks_out_of_waiting_for_a_hung_worker_and_saves(tmp_path):
                       weights_only=True)["step"] > 0
 
 
-def test_the_kept_selector_reports_busy_workers_and_sets_aside_one_that_stirs_out_of_turn():
+def test_the_kept_poll_reports_busy_workers_and_sets_aside_one_that_stirs_out_of_turn():
     """`_Readiness` (POSIX): a worker that is not busy and whose pipe becomes readable (it died
     between steps) is left out until it is busy again, instead of being reported at every
     wait; then its pipe is reported like any other."""
@@ -496,27 +540,28 @@ def test_the_kept_selector_reports_busy_workers_and_sets_aside_one_that_stirs_ou
             return [self.conn, self.exit_read]
 
     readiness = _Readiness()
-    if readiness.selector is None:
-        pytest.skip("no kept selector on this platform (multiprocessing's wait is used)")
+    if readiness.poll is None:
+        pytest.skip("no kept poll on this platform (multiprocessing's wait is used)")
     a, b = Fake(), Fake()
     try:
         for fake in (a, b):
             readiness.add(fake)
         a.busy_since = 1.0
-        b.other.send_bytes(b"x")  # b speaks out of turn
-        assert readiness.ready([a], 0) == set()
-        assert b in readiness.quiet and readiness.ready([a], 0) == set()
-        assert len(readiness.selector.get_map()) == 2  # only a's pipe and exit
+        b.other.send_bytes(b"x")  # b speaks out of turn, and its exit too (in one poll)
+        os.write(b.exit_write, b"!")
+        assert readiness.ready([a], 0) == {}
+        assert b in readiness.quiet and readiness.ready([a], 0) == {}
+        assert len(readiness.owners) == 2  # only a's pipe and exit
         a.other.send_bytes(b"y")
-        assert readiness.ready([a], None) == {a.conn}
+        assert readiness.ready([a], None) == {a: True}  # its pipe
         a.conn.recv_bytes()
         b.busy_since = 2.0  # b is sent a command: watched again, its pipe read
-        assert readiness.ready([a, b], 0) == {b.conn} and not readiness.quiet
+        assert readiness.ready([a, b], 0) == {b: True} and not readiness.quiet
         os.write(a.exit_write, b"!")
-        assert readiness.ready([a, b], 0) == {b.conn, a.exit_read}
+        assert readiness.ready([a, b], 0) == {b: True, a: False}  # a: only its exit
         for fake in (a, b):
             readiness.remove(fake)
-        assert len(readiness.selector.get_map()) == 0
+        assert len(readiness.owners) == 0
     finally:
         readiness.close()
         for fake in (a, b):

@@ -232,7 +232,8 @@ def _train(options: Any, registry: Any, accel: Any, source: Optional[str]) -> Ru
 
             env = WorkerEnv(env_settings.env_path, env_settings.env_args,
                             env_settings.num_envs, env_settings.seed,
-                            WorkerSettings.from_env_settings(env_settings))
+                            WorkerSettings.from_env_settings(
+                                env_settings, accel.worker_nice(env_settings.num_workers)))
         else:
             env = make_environment(env_settings.env_path, env_settings.env_args,
                                    env_settings.num_envs, env_settings.seed)

@@ -198,10 +198,20 @@ def globalise_ids(steps: _Steps, part: int, parts: int) -> _Steps:
     with one part the ids are left as they are."""
     if parts == 1:
         return steps
-    steps.agent_id = steps.agent_id * parts + part
+    steps.agent_id = global_ids(steps.agent_id, part, parts)
     if steps.group_id is not None:
-        steps.group_id = np.where(steps.group_id == 0, 0, steps.group_id * parts + part)
+        steps.group_id = global_groups(steps.group_id, part, parts)
     return steps
+
+
+def global_ids(ids: np.ndarray, part: int, parts: int) -> np.ndarray:
+    """`globalise_ids` of one array of agent ids (a new array)."""
+    return ids * parts + part
+
+
+def global_groups(groups: np.ndarray, part: int, parts: int) -> np.ndarray:
+    """`globalise_ids` of one array of group ids: group 0 (no group) stays 0."""
+    return np.where(groups == 0, 0, groups * parts + part)
 
 
 def _groups(parts: "List[_Steps]") -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
@@ -237,12 +247,12 @@ def concat_decisions(parts: List[DecisionSteps], spec: BehaviorSpec) -> Decision
 
 def concat_terminals(parts: List[TerminalSteps], spec: BehaviorSpec) -> TerminalSteps:
     """One behavior's terminal batches of several environments as one (empty parts left out);
-    one non-empty part is returned as it is."""
-    parts = [p for p in parts if len(p)]
+    one non-empty part is returned as it is, and so is the first part when all are empty."""
+    given, parts = parts, [p for p in parts if len(p)]
     if len(parts) == 1:
         return parts[0]
     if not parts:
-        return empty_terminal_steps(spec)
+        return given[0] if given else empty_terminal_steps(spec)
     group_id, group_reward = _groups(parts)
     return TerminalSteps(
         [np.concatenate([p.obs[k] for p in parts]) for k in range(len(spec.observation_specs))],

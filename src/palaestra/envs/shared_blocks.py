@@ -66,6 +66,10 @@ class StepBlock:
         self.terminal_obs: List[np.ndarray] = arrays[n:2 * n]
         self.continuous: np.ndarray = arrays[2 * n]
         self.discrete: np.ndarray = arrays[2 * n + 1]
+        # what a step without ended episodes hands out: no view of the block, which can then
+        # be closed whatever the trainer keeps
+        self.no_terminal_obs: List[np.ndarray] = [np.zeros((0, *o.shape), np.float32)
+                                                  for o in spec.observation_specs]
         self._unlinked = False
 
     def close(self) -> None:

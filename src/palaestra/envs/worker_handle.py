@@ -36,7 +36,7 @@ class WorkerHandle:
         self.index, self.first, self.copies = index, first, copies
         self.life = 0  # 0 for the first process, +1 per restart
         self.process: Any = None
-        self.conn: Optional[Connection] = None
+        self.conn: Optional[messages.Channel] = None
         self.lifeline: Optional[Connection] = None
         self.blocks: Dict[str, StepBlock] = {}
         self.busy_since: Optional[float] = None  # when the reply now due was asked for
@@ -58,9 +58,10 @@ class WorkerHandle:
         return [self.conn, self.process.sentinel]
 
     def start(self, context: Any, recipe: WorkerRecipe) -> None:
-        conn, child_conn = context.Pipe()
+        conn, child_conn = messages.Channel.pair(context)
         lifeline, child_lifeline = context.Pipe(duplex=False)
-        process = context.Process(target=worker_main, args=(recipe, child_conn, lifeline),
+        process = context.Process(target=worker_main,
+                                  args=(recipe, child_conn.reader, child_conn.writer, lifeline),
                                   name=f"palaestra-env-worker-{self.index}", daemon=True)
         try:
             process.start()
@@ -80,6 +81,15 @@ class WorkerHandle:
             messages.send(self.conn, message)
         except OSError:
             pass  # it died: hearing back finds out (end of file, exit code)
+
+    def send_step(self, rows: Dict[str, int]) -> None:
+        """``send(("step", rows))``, the command of every step."""
+        self.busy_since = time.monotonic()
+        try:
+            assert self.conn is not None
+            messages.send_step_command(self.conn, rows)
+        except OSError:
+            pass  # as in `send`
 
     def reply(self, readable: bool = False) -> Optional[Tuple[Any, ...]]:
         """Its reply, once `wait` said its pipe (`readable`) or its exit is ready; None if it

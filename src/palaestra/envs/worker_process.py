@@ -29,20 +29,26 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from palaestra.envs import worker_messages as messages
-from palaestra.envs.base import ActionTuple, BaseEnv, BehaviorSpec
+from palaestra.envs.base import ActionTuple, BaseEnv, BehaviorSpec, globalise_ids
 from palaestra.envs.shared_blocks import StepBlock, fitting
 
 
 @dataclass(frozen=True)
 class WorkerRecipe:
     """What a worker needs to build its copies: ``make_environment(env_path, env_args,
-    num_envs, seed)``. `blocks` prefixes the names of its shared blocks."""
+    num_envs, seed)``. `blocks` prefixes the names of its shared blocks; it is worker `part`
+    of `parts`, and sends its agents' ids as ids unique over them (`globalise_ids`); `nice`
+    lowers its scheduling priority by that much first
+    (`palaestra.accel.process.worker_nice`)."""
 
     env_path: str
     env_args: Any
     num_envs: int
     seed: Optional[int]
     blocks: str
+    part: int = 0
+    parts: int = 1
+    nice: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,17 @@ class ErrorReport:
 BehaviorReport = Tuple[Optional[Tuple[str, int]], Any, Any]
 
 
-def worker_main(recipe: WorkerRecipe, conn: Connection, lifeline: Connection) -> None:
-    """The worker process's entry point (a module-level function, as ``spawn`` needs)."""
+def worker_main(recipe: WorkerRecipe, commands: Connection, replies: Connection,
+                lifeline: Connection) -> None:
+    """The worker process's entry point (a module-level function, as ``spawn`` needs): it
+    reads `commands` and answers on `replies` (`worker_messages.Channel`)."""
+    conn = messages.Channel(commands, replies)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if recipe.nice and hasattr(os, "nice"):  # POSIX
+        try:
+            os.nice(recipe.nice)
+        except OSError:  # refused by the system: the worker runs at the inherited priority
+            pass
     threading.Thread(target=_exit_with_parent, args=(lifeline,), name="palaestra-lifeline",
                      daemon=True).start()
     try:
@@ -98,7 +112,7 @@ def _report(exc: BaseException) -> ErrorReport:
                        description, traceback.format_exc())
 
 
-def _wait_for_close(conn: Connection) -> None:
+def _wait_for_close(conn: messages.Channel) -> None:
     """After a failure to build: wait for the training process to say close (or go away)."""
     try:
         while messages.receive(conn, [])[0] != "close":
@@ -112,10 +126,11 @@ class _Server:
     """Answers the training process's commands for one environment (see the module
     docstring)."""
 
-    def __init__(self, env: BaseEnv, recipe: WorkerRecipe, conn: Connection) -> None:
+    def __init__(self, env: BaseEnv, recipe: WorkerRecipe, conn: messages.Channel) -> None:
         self.env = env
         self.conn = conn
         self.prefix = recipe.blocks
+        self.part, self.parts = recipe.part, recipe.parts
         self.specs: Dict[str, BehaviorSpec] = dict(env.behavior_specs)
         # each behavior's index in the order reported (at "ready", then as they appear): the
         # training process keeps the same list to read encoded step replies
@@ -154,11 +169,12 @@ class _Server:
                         try:  # the encoding leaves the observations out
                             messages.send_steps(conn, [
                                 (self.order[name], decision, terminal)
-                                for name, (_, decision, terminal) in reply[1].items()])
+                                for name, (_, decision, terminal) in reply[1].items()],
+                                self.part, self.parts)
                             continue
                         except messages.NotEncodable:
                             pass  # pickled below
-                    reply = _without_obs(reply)
+                    reply = _without_obs(reply, self.part, self.parts)
                 messages.send(conn, reply)
             except OSError:  # the training process is gone
                 return
@@ -209,11 +225,12 @@ class _Server:
             block.close()  # the training process unlinks them
 
 
-def _without_obs(reply: Tuple[Any, ...]) -> Tuple[Any, ...]:
-    """A step reply to pickle: its steps without their observations (they are in the
-    blocks)."""
+def _without_obs(reply: Tuple[Any, ...], part: int, parts: int) -> Tuple[Any, ...]:
+    """A step reply to pickle: copies of its steps without their observations (they are in
+    the blocks), with ids made global as `send_steps` makes them."""
     kind, reports, new_specs, stats = reply
-    return (kind, {name: (new, replace(decision, obs=[]), replace(terminal, obs=[]))
+    return (kind, {name: (new, globalise_ids(replace(decision, obs=[]), part, parts),
+                          globalise_ids(replace(terminal, obs=[]), part, parts))
                    for name, (new, decision, terminal) in reports.items()}, new_specs, stats)
 
 

@@ -14,7 +14,8 @@ workers. Observations and actions cross through shared memory (`shared_blocks`),
 a step (ids, rewards, masks, groups) over a pipe. `step` sends every worker its actions and
 returns; the next `get_steps` waits for all of them, so they step at the same time while the
 trainer works. Agent and group ids are made unique over workers as over Unity instances
-(`globalise_ids`: id * W + w) and each behavior's batches are concatenated in worker order.
+(`globalise_ids`: id * W + w, by each worker as it sends them) and each behavior's batches are
+concatenated in worker order.
 
 A worker that dies, or that does not answer a step within `timeout` seconds
 (`env_settings.timeout_step`), is killed and started again with fresh copies (seeded anew, so
@@ -30,9 +31,10 @@ as a palaestra error carrying the worker's traceback.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
-import selectors
+import select
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -41,8 +43,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from palaestra.envs.base import (ActionTuple, BaseEnv, BehaviorSpec, DecisionSteps,
-                                 TerminalSteps, concat_decisions, concat_terminals,
-                                 globalise_ids)
+                                 TerminalSteps, concat_decisions, concat_terminals)
 from palaestra.envs.restarts import RestartQuota
 from palaestra.envs.shared_blocks import block_prefix
 from palaestra.envs.worker_handle import START_TEXT, TIMEOUT_TEXT, WorkerHandle, WorkerLost
@@ -69,12 +70,13 @@ class WorkerSettings:
     restarts_rate_limit_period_s: float = 60.0
     start_timeout: float = 60.0
     ready_only: bool = False  # `worker_sync: ready`: a step takes the workers that answered
+    nice: int = 0  # how much lower the workers' priority is (`Accel.worker_nice`; 0: the same)
 
     @classmethod
-    def from_env_settings(cls, env: Any) -> "WorkerSettings":
+    def from_env_settings(cls, env: Any, nice: int = 0) -> "WorkerSettings":
         return cls(env.num_workers, env.timeout_step or None, env.max_lifetime_restarts,
                    env.restarts_rate_limit_n, float(env.restarts_rate_limit_period_s),
-                   float(env.timeout_wait), env.worker_sync.value == "ready")
+                   float(env.timeout_wait), env.worker_sync.value == "ready", nice)
 
 
 def worker_seed(seed: Optional[int], first_copy: int, life: int, num_envs: int
@@ -100,56 +102,66 @@ def check_alike(known: Mapping[str, BehaviorSpec], specs: Mapping[str, BehaviorS
 
 
 class _Readiness:
-    """Which of the busy workers' pipes and exits can be read now. On POSIX one selector holds
-    every running worker's pipe and exit for the whole run, where
-    `multiprocessing.connection.wait` builds and fills a new one for each call (28 us for
-    eight workers on a 2-core EPYC, against 1 us for a kept epoll; a step makes several calls).
-    Elsewhere (Windows, whose pipes no selector takes) it is `wait`.
+    """Which of the busy workers' pipes and exits can be read now. On POSIX one `select.poll`
+    holds every running worker's pipe and exit for the whole run, where
+    `multiprocessing.connection.wait` builds and fills a new selector for each call (28 us for
+    eight workers on a 2-core EPYC, against 1 us for a kept one; a step makes several calls),
+    and a `selectors` selector adds a layer of Python to each call (~8% of the training
+    process's Python per step reply there, py-spy). Elsewhere (Windows, whose pipes cannot be
+    polled) it is `wait`.
 
     A worker that is not busy has nothing to say; if its pipe or exit becomes readable anyway
     (it ended between steps), it is left out until it is sent its next command, when the
-    read finds out what happened: a kept selector would otherwise report it at every call."""
+    read finds out what happened: a kept poll would otherwise report it at every call."""
 
     def __init__(self) -> None:
-        self.selector: Optional[selectors.BaseSelector] = (
-            selectors.DefaultSelector() if os.name == "posix" else None)
+        self.poll: Optional[Any] = select.poll() if os.name == "posix" else None
+        self.owners: Dict[int, Tuple[WorkerHandle, bool]] = {}  # fd: (worker, its pipe?)
         self.quiet: Set[WorkerHandle] = set()
 
     def add(self, worker: WorkerHandle) -> None:
-        if self.selector is not None:
+        if self.poll is not None:
             for x in worker.waitables:
-                self.selector.register(x, selectors.EVENT_READ, worker)
+                fd = x if isinstance(x, int) else x.fileno()
+                self.poll.register(fd, select.POLLIN)
+                self.owners[fd] = (worker, x is worker.conn)
 
     def remove(self, worker: WorkerHandle) -> None:
         """Before the worker's pipe is closed (a closed descriptor's number is reused)."""
-        if self.selector is not None and worker not in self.quiet and worker.process is not None:
+        if self.poll is not None and worker not in self.quiet and worker.process is not None:
             for x in worker.waitables:
-                self.selector.unregister(x)
+                fd = x if isinstance(x, int) else x.fileno()
+                self.poll.unregister(fd)
+                del self.owners[fd]
         self.quiet.discard(worker)
 
-    def ready(self, busy: List[WorkerHandle], timeout: Optional[float]) -> Set[Any]:
-        """The pipes and exit sentinels of `busy` that are ready within `timeout` seconds
-        (None: no limit); may be empty before the timeout when only a worker that was not
-        busy stirred."""
-        if self.selector is None:
-            return set(wait([x for w in busy for x in w.waitables], timeout))
+    def ready(self, busy: List[WorkerHandle], timeout: Optional[float]
+              ) -> Dict[WorkerHandle, bool]:
+        """The workers of `busy` with something to read within `timeout` seconds (None: no
+        limit), each with whether its pipe is readable (False: only its exit is); may be
+        empty before the timeout when only a worker that was not busy stirred."""
+        if self.poll is None:
+            found = set(wait([x for w in busy for x in w.waitables], timeout))
+            return {w: w.conn in found for w in busy if found.intersection(w.waitables)}
         for worker in [w for w in self.quiet if w.busy_since is not None]:
             self.quiet.discard(worker)
             self.add(worker)
-        out = set()
-        for key, _ in self.selector.select(timeout):
-            worker = key.data
+        out: Dict[WorkerHandle, bool] = {}
+        for fd, _ in self.poll.poll(None if timeout is None else math.ceil(timeout * 1000)):
+            owner = self.owners.get(fd)
+            if owner is None:  # the other end of a worker set aside just now
+                continue
+            worker, pipe = owner
             if worker.busy_since is None:
                 if worker not in self.quiet:
                     self.remove(worker)
                     self.quiet.add(worker)
             else:
-                out.add(key.fileobj)
+                out[worker] = out.get(worker, False) or pipe
         return out
 
     def close(self) -> None:
-        if self.selector is not None:
-            self.selector.close()
+        self.owners.clear()
 
 
 class WorkerEnv(BaseEnv):
@@ -228,8 +240,10 @@ class WorkerEnv(BaseEnv):
         for worker, n in zip(self._batch, counts):
             if n:  # a worker without agents of this behavior is not told (as in-process)
                 block = worker.blocks[behavior_name]
-                block.continuous[:n] = actions.continuous[offset:offset + n]
-                block.discrete[:n] = actions.discrete[offset:offset + n]
+                if block.continuous.shape[1]:
+                    block.continuous[:n] = actions.continuous[offset:offset + n]
+                if block.discrete.shape[1]:
+                    block.discrete[:n] = actions.discrete[offset:offset + n]
                 worker.actions[behavior_name] = n
                 offset += n
 
@@ -240,7 +254,7 @@ class WorkerEnv(BaseEnv):
             self._gather("step")
         for worker in self._batch:
             rows, worker.actions = worker.actions, {}
-            worker.send(("step", rows))
+            worker.send_step(rows)
         self._collected = False
 
     def render(self) -> Optional[np.ndarray]:
@@ -303,7 +317,8 @@ class WorkerEnv(BaseEnv):
         worker.start(self._context, WorkerRecipe(
             self.env_path, self.env_args, worker.copies,
             worker_seed(self.seed, worker.first, worker.life, self.num_envs),
-            f"{self._prefix}w{worker.index}l{worker.life}"))
+            f"{self._prefix}w{worker.index}l{worker.life}", worker.index, len(self._workers),
+            self.settings.nice))
         self._readiness.add(worker)
 
     def _ready(self, worker: WorkerHandle, reply: Tuple[Any, ...], first: bool = True) -> None:
@@ -341,8 +356,9 @@ class WorkerEnv(BaseEnv):
                 break
             now = time.monotonic()
             for worker in busy:
-                if any(x in ready for x in worker.waitables):
-                    reply = worker.reply(readable=worker.conn in ready)
+                readable = ready.get(worker)
+                if readable is not None:
+                    reply = worker.reply(readable=readable)
                     if reply is not None:
                         self._accept(worker, reply)
                     else:
@@ -356,22 +372,21 @@ class WorkerEnv(BaseEnv):
         self._assemble()
 
     def _accept(self, worker: WorkerHandle, reply: Tuple[Any, ...]) -> None:
-        """A worker's step: observations copied out of its blocks, ids made global; handed
-        out in the next batch."""
+        """A worker's step (its ids already global): observations copied out of its blocks;
+        handed out in the next batch."""
         if reply[0] == "error":
             raise worker.error(reply[1])
         _, reports, new_specs, stats = reply
         self._specs.update(new_specs)
         worker.names.extend(new_specs)
-        n = len(self._workers)
         worker.steps = {}
         worker.fresh = True
         for name, (new_block, decision, terminal) in reports.items():
             block = worker.block(name, self._specs[name], new_block)
             decision.obs = [o[:len(decision)].copy() for o in block.decision_obs]
-            terminal.obs = [o[:len(terminal)].copy() for o in block.terminal_obs]
-            worker.steps[name] = (globalise_ids(decision, worker.index, n),
-                                  globalise_ids(terminal, worker.index, n))
+            terminal.obs = [o[:len(terminal)].copy() for o in block.terminal_obs] \
+                if len(terminal) else list(block.no_terminal_obs)  # usually: none ended
+            worker.steps[name] = (decision, terminal)
         for key, values in stats.items():
             self._stats.setdefault(key, []).extend(values)
 
@@ -379,18 +394,22 @@ class WorkerEnv(BaseEnv):
         """Each behavior's batches of the workers heard from since the last batch, in worker
         order (a restarted worker's interrupted episodes before its fresh agents)."""
         steps = {}
-        self._batch = [w for w in self._workers if w.fresh]
-        for worker in self._batch:
+        self._batch = batch = [w for w in self._workers if w.fresh]
+        for worker in batch:
             worker.fresh = False
         for name, spec in self._specs.items():
-            decisions, terminals = [], []
-            for worker in self._workers:
-                ended = self._interrupted.get(worker.index, {}).get(name)
-                if ended is not None:
-                    terminals.append(ended)
-                if worker in self._batch and name in worker.steps:
-                    decisions.append(worker.steps[name][0])
-                    terminals.append(worker.steps[name][1])
+            parts = [w.steps[name] for w in batch if name in w.steps]
+            decisions = [decision for decision, _ in parts]
+            if self._interrupted:  # in worker order, each before the worker's fresh agents
+                terminals = []
+                for worker in self._workers:
+                    ended = self._interrupted.get(worker.index, {}).get(name)
+                    if ended is not None:
+                        terminals.append(ended)
+                    if worker.steps.get(name) is not None and worker in batch:
+                        terminals.append(worker.steps[name][1])
+            else:
+                terminals = [terminal for _, terminal in parts]
             steps[name] = (concat_decisions(decisions, spec), concat_terminals(terminals, spec))
         # a restarted worker's interrupted episodes ride on this batch: it is the one lost
         self._batch_lost = list(self._interrupted)
