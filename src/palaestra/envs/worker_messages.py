@@ -216,7 +216,7 @@ def decode_steps(data: bytes, names: List[str]
     except struct.error:
         raise ValueError("a worker's step message is cut short") from None
     start = 1 + _LENGTH.size + length
-    header = bytes(buffer[1 + _LENGTH.size:start])
+    header = bytes(data[1 + _LENGTH.size:start])  # bytes() keeps a bytearray's a key
     if len(header) < length:
         raise ValueError("a worker's step message is cut short (in its header)")
     try:

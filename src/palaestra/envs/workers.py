@@ -348,7 +348,7 @@ class WorkerEnv(BaseEnv):
             if heard and not every:
                 left: Optional[float] = 0.0  # take who has answered, wait for no one
             else:
-                since = min(w.busy_since or 0.0 for w in busy)
+                since = min([w.busy_since or 0.0 for w in busy])
                 left = None if timeout is None else max(0.0,
                                                         since + timeout - time.monotonic())
             ready = self._readiness.ready(busy, left)
@@ -377,15 +377,18 @@ class WorkerEnv(BaseEnv):
         if reply[0] == "error":
             raise worker.error(reply[1])
         _, reports, new_specs, stats = reply
-        self._specs.update(new_specs)
-        worker.names.extend(new_specs)
+        if new_specs:
+            self._specs.update(new_specs)
+            worker.names.extend(new_specs)
         worker.steps = {}
         worker.fresh = True
         for name, (new_block, decision, terminal) in reports.items():
-            block = worker.block(name, self._specs[name], new_block)
-            decision.obs = [o[:len(decision)].copy() for o in block.decision_obs]
-            terminal.obs = [o[:len(terminal)].copy() for o in block.terminal_obs] \
-                if len(terminal) else list(block.no_terminal_obs)  # usually: none ended
+            block = worker.blocks[name] if new_block is None else \
+                worker.block(name, self._specs[name], new_block)
+            n, ended = len(decision.agent_id), len(terminal.agent_id)
+            decision.obs = [o[:n].copy() for o in block.decision_obs]
+            terminal.obs = [o[:ended].copy() for o in block.terminal_obs] if ended else \
+                list(block.no_terminal_obs)  # the usual step: no episode ended
             worker.steps[name] = (decision, terminal)
         for key, values in stats.items():
             self._stats.setdefault(key, []).extend(values)
