@@ -9,9 +9,8 @@ many cores the machine has. ``--copies`` copies (8) are stepped with random acti
 over ``--steps`` steps after a short warm-up, and its ratio to one worker. Where Ray is
 installed, rows marked ``ray`` put the copies in 1, 2, 4 and 8 Ray actors instead
 (``env_settings.ray`` on a local Ray: chunks of 64 steps, acting in the actors, the steps
-replayed here), beside the worker processes' rows of the same count. As in a run with
-``accel: auto``, worker processes that outnumber the cores run at a lower priority than this
-process (`palaestra.accel.process.worker_nice`); ``--accel off`` leaves them at its own.
+replayed here), beside the worker processes' rows of the same count (after them: a running
+Ray would take some of the cores from the worker processes' rows).
 
     python bench/workers_speed.py
     python bench/workers_speed.py --ms 5 --copies 16 --workers 0,1,4,16 --steps 500
@@ -78,18 +77,14 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def measure(workers: int, copies: int, ms: float, steps: int, ready: bool = False,
-            accel: str = "auto") -> float:
+def measure(workers: int, copies: int, ms: float, steps: int, ready: bool = False) -> float:
     """Agent-steps per second of `copies` copies in `workers` processes (0: in-process);
-    `ready`: worker_sync ready (a step takes the workers that have answered); `accel`: the
-    workers' priority as a run with that `torch_settings.accel` sets it."""
-    from palaestra.accel.process import worker_nice
+    `ready`: worker_sync ready (a step takes the workers that have answered)."""
     from palaestra.envs import make_environment
     from palaestra.envs.workers import WorkerEnv, WorkerSettings
 
     env_args = {"ms": ms}
-    settings = WorkerSettings(workers, ready_only=ready,
-                              nice=worker_nice(workers) if accel == "auto" and workers else 0)
+    settings = WorkerSettings(workers, ready_only=ready)
     env = WorkerEnv("workers_speed:sleepy", env_args, copies, 0, settings) \
         if workers else make_environment("workers_speed:sleepy", env_args, copies, 0)
     try:
@@ -167,9 +162,6 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="worker_sync modes to run, comma-separated, and ray for Ray "
                              "actors instead of worker processes (all,ready,ray; ray only "
                              "where it is installed).")
-    parser.add_argument("--accel", default="auto", choices=("auto", "off"),
-                        help="Worker processes' priority as torch_settings.accel sets it in a "
-                             "run: auto lowers it where they outnumber the cores (auto).")
     parser.add_argument("--repeats", type=int, default=1,
                         help="Rows per setting, interleaved (1); the table shows each.")
     args = parser.parse_args(argv)
@@ -180,12 +172,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"# {args.copies} copies sleeping {args.ms:g} ms a step (ideal: "
           f"{f'{per_worker:g}' if per_worker else 'unbounded'} agent-steps/s per worker), "
           f"{args.steps} timed steps")
-    if args.accel == "auto":
-        from palaestra.accel.process import worker_nice
-
-        lowered = [w for w in counts if w and worker_nice(w)]
-        print(f"# accel auto: worker processes at nice +{worker_nice(max(counts))} where they "
-              f"outnumber the cores ({', '.join(map(str, lowered)) or 'no'} workers here)")
     rows = []
     for _ in range(args.repeats):
         # the worker processes' rows first, then Ray's: a running Ray (its own daemons and
@@ -193,7 +179,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         for w in counts:
             for sync in (["-"] if w == 0 else [s for s in syncs if s != "ray"]):
                 rows.append((w, sync, measure(w, args.copies, args.ms, args.steps,
-                                              sync == "ready", args.accel)))
+                                              sync == "ready")))
         if "ray" in syncs:
             rows += [(w, "ray", measure_ray(w, args.copies, args.ms, args.steps))
                      for w in counts if w]

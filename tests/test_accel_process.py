@@ -45,17 +45,3 @@ def test_freed_blocks_are_reused_without_page_faults():
     # 720 blocks of ~590 pages made and freed after the warm-up: glibc alone hands many back
     # to the kernel (27k-220k faults measured); with the thresholds ~1.2k remain
     assert on < 10_000 and on * 5 < off, (on, off)
-
-
-def test_workers_that_outnumber_the_cores_run_below_the_training_process(monkeypatch):
-    """`worker_nice` is decided from the cores this process may use, at run time; with accel
-    off the workers keep the priority they inherit."""
-    from palaestra.accel import Accel, threads
-    from palaestra.accel.process import WORKER_NICE, worker_nice
-
-    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
-    assert [worker_nice(n) for n in (1, 2, 3, 8)] == [0, 0, WORKER_NICE, WORKER_NICE]
-    assert Accel("auto").worker_nice(8) == WORKER_NICE and Accel("auto").worker_nice(2) == 0
-    assert Accel.off().worker_nice(8) == 0
-    monkeypatch.setattr(threads, "usable_cores", lambda: 16)
-    assert worker_nice(8) == 0

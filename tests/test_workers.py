@@ -292,50 +292,6 @@ def test_stats_of_every_worker_are_merged_and_a_base_env_factory_runs_in_each():
         env.close()
 
 
-def _lowered_by(pid):
-    """How much lower than this process's the scheduling priority of process `pid` is."""
-    return os.getpriority(os.PRIO_PROCESS, pid) - os.getpriority(os.PRIO_PROCESS, 0)
-
-
-@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
-def test_workers_take_the_priority_their_settings_give():
-    for nice in (0, 3):
-        env = WorkerEnv("CartPole-v1", None, 2, 0, WorkerSettings(2, nice=nice))
-        try:  # a priority cannot go past 19 (this process may already be lowered)
-            expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice) - \
-                os.getpriority(os.PRIO_PROCESS, 0)
-            assert [_lowered_by(pid) for pid in env.worker_pids] == [expected] * 2
-        finally:
-            env.close()
-
-
-@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
-def test_a_run_lowers_the_priority_of_workers_that_outnumber_the_cores(tmp_path, monkeypatch):
-    """With accel auto (this session's mode, PALAESTRA_TEST_ACCEL) a run whose workers
-    outnumber the cores (one here) runs them at `WORKER_NICE` below itself; with off, at its
-    own priority."""
-    from conftest import TEST_ACCEL
-    from palaestra.accel import threads
-    from palaestra.accel.process import WORKER_NICE
-    from palaestra.envs import workers
-
-    monkeypatch.setattr(threads, "usable_cores", lambda: 1)
-    seen = []
-
-    class Watched(workers.WorkerEnv):
-        def reset(self):
-            seen.append([_lowered_by(pid) for pid in self.worker_pids])
-            super().reset()
-
-    monkeypatch.setattr(workers, "WorkerEnv", Watched)
-    assert learn("--env", "CartPole-v1", "--num-envs", "2", "--num-workers", "2",
-                 "--max-steps", "64", "--run-id", "n", "--results-dir", str(tmp_path)) == 0
-    own = os.getpriority(os.PRIO_PROCESS, 0)
-    nice = WORKER_NICE if TEST_ACCEL == "auto" else 0
-    assert seen and all(lowered == [min(19, own + nice) - own] * 2 for lowered in seen), seen
-    assert no_worker_children()
-
-
 # -- errors and faults --------------------------------------------------------------------------
 def test_an_error_in_a_worker_comes_back_with_its_traceback_and_no_worker_survives():
     with pytest.raises(EnvironmentSetupError, match="unknown environment") as info:

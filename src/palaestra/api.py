@@ -232,8 +232,7 @@ def _train(options: Any, registry: Any, accel: Any, source: Optional[str]) -> Ru
 
             env = WorkerEnv(env_settings.env_path, env_settings.env_args,
                             env_settings.num_envs, env_settings.seed,
-                            WorkerSettings.from_env_settings(
-                                env_settings, accel.worker_nice(env_settings.num_workers)))
+                            WorkerSettings.from_env_settings(env_settings))
         else:
             env = make_environment(env_settings.env_path, env_settings.env_args,
                                    env_settings.num_envs, env_settings.seed)

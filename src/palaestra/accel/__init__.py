@@ -9,7 +9,7 @@ here, live private torch APIs, threads, ctypes and process-wide tuning:
 | Adam on one flat buffer, fused kernel | `flat_adam` | 2-3x faster optimizer steps on small nets, no 2.5 s `torch._dynamo` import |
 | acting through a NumPy mirror of the actor | `numpy_actor` | ~250 us -> ~25 us an acting step |
 | two gradient halves on two threads | `threads` | SAC's and POCA's updates on two cores |
-| one torch thread, denormals flushed, malloc thresholds; environment workers that outnumber the cores below the training process's priority | `process` | see its docstring |
+| one torch thread, denormals flushed, malloc thresholds | `process` | see its docstring |
 
 Together, on a Zen 3 EPYC (2026-12-07): PPO trains 1.6-1.9x faster than with `off`, SAC
 1.2-1.5x.
@@ -83,16 +83,6 @@ class Accel:
                                       ("NumPy acting", self.numpy_acting),
                                       ("side thread", self.side_thread)) if flag]
         return f"accel {self.mode}: {', '.join(on) if on else 'plain torch'}"
-
-    def worker_nice(self, num_workers: int) -> int:
-        """The nice increment of a run's environment worker processes: with `auto`,
-        `palaestra.accel.process.worker_nice` (lower where they outnumber the cores); with
-        `off`, 0 (the priority they inherit)."""
-        if self.mode != "auto":
-            return 0
-        from palaestra.accel.process import worker_nice
-
-        return worker_nice(num_workers)
 
     # -- applying the plan ---------------------------------------------------------------------
     def prepare_trainer(self, trainer: Any) -> None:

@@ -11,11 +11,6 @@ process, which a notebook or an application embedding palaestra may not want.
   take 40 ms instead of 0.5.
 - Denormal floats (below 1.2e-38) make CPU arithmetic 20-30x slower, and Adam's second moment of
   tiny gradients is full of them: a sqrt over 9k of them took 200 us instead of 7.
-- Environment worker processes (`env_settings.num_workers`) that outnumber the cores run at a
-  lower scheduling priority than the training process (`worker_nice`): it is the one serial
-  stage of the pipeline, and a worker waking from its simulator's step preempted it halfway
-  through a batch of replies. Eight workers of a 2 ms environment on two vCPUs: 2972 ->
-  3174 agent-steps/s (five runs each, medians); with two or four workers, no difference.
 - glibc returns large freed blocks to the kernel (memory maps above a dynamic threshold; heap
   tops above a trim threshold), so an update page-faults all its activations back in: a POCA
   minibatch took ~3,200 page faults and ~85 ms against ~0 faults and ~48 ms with the thresholds
@@ -56,20 +51,6 @@ def keep_freed_memory() -> bool:
 def flushes_denormals() -> bool:
     """Whether the CPU currently flushes denormal floats to zero (there is no getter)."""
     return float((torch.tensor([1e-39], dtype=torch.float32) * 1.0)[0]) == 0.0
-
-
-# The nice increment of environment workers that outnumber the cores: the training process's
-# share of a contended core becomes about three times a worker's (CFS weights 1024 : 335).
-WORKER_NICE = 5
-
-
-def worker_nice(num_workers: int) -> int:
-    """How much lower (a POSIX nice increment) `num_workers` environment worker processes
-    run than the training process: `WORKER_NICE` where they outnumber the cores this process
-    may use, decided here at run time, else 0 (each worker can have a core of its own)."""
-    from palaestra.accel.threads import usable_cores
-
-    return WORKER_NICE if num_workers > usable_cores() else 0
 
 
 def set_threads(threads: int) -> None:

@@ -37,9 +37,7 @@ from palaestra.envs.shared_blocks import StepBlock, fitting
 class WorkerRecipe:
     """What a worker needs to build its copies: ``make_environment(env_path, env_args,
     num_envs, seed)``. `blocks` prefixes the names of its shared blocks; it is worker `part`
-    of `parts`, and sends its agents' ids as ids unique over them (`globalise_ids`); `nice`
-    lowers its scheduling priority by that much first
-    (`palaestra.accel.process.worker_nice`)."""
+    of `parts`, and sends its agents' ids as ids unique over them (`globalise_ids`)."""
 
     env_path: str
     env_args: Any
@@ -48,7 +46,6 @@ class WorkerRecipe:
     blocks: str
     part: int = 0
     parts: int = 1
-    nice: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,11 +72,6 @@ def worker_main(recipe: WorkerRecipe, commands: Connection, replies: Connection,
     reads `commands` and answers on `replies` (`worker_messages.Channel`)."""
     conn = messages.Channel(commands, replies)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if recipe.nice and hasattr(os, "nice"):  # POSIX
-        try:
-            os.nice(recipe.nice)
-        except OSError:  # refused by the system: the worker runs at the inherited priority
-            pass
     threading.Thread(target=_exit_with_parent, args=(lifeline,), name="palaestra-lifeline",
                      daemon=True).start()
     try:

@@ -70,13 +70,12 @@ class WorkerSettings:
     restarts_rate_limit_period_s: float = 60.0
     start_timeout: float = 60.0
     ready_only: bool = False  # `worker_sync: ready`: a step takes the workers that answered
-    nice: int = 0  # how much lower the workers' priority is (`Accel.worker_nice`; 0: the same)
 
     @classmethod
-    def from_env_settings(cls, env: Any, nice: int = 0) -> "WorkerSettings":
+    def from_env_settings(cls, env: Any) -> "WorkerSettings":
         return cls(env.num_workers, env.timeout_step or None, env.max_lifetime_restarts,
                    env.restarts_rate_limit_n, float(env.restarts_rate_limit_period_s),
-                   float(env.timeout_wait), env.worker_sync.value == "ready", nice)
+                   float(env.timeout_wait), env.worker_sync.value == "ready")
 
 
 def worker_seed(seed: Optional[int], first_copy: int, life: int, num_envs: int
@@ -317,8 +316,7 @@ class WorkerEnv(BaseEnv):
         worker.start(self._context, WorkerRecipe(
             self.env_path, self.env_args, worker.copies,
             worker_seed(self.seed, worker.first, worker.life, self.num_envs),
-            f"{self._prefix}w{worker.index}l{worker.life}", worker.index, len(self._workers),
-            self.settings.nice))
+            f"{self._prefix}w{worker.index}l{worker.life}", worker.index, len(self._workers)))
         self._readiness.add(worker)
 
     def _ready(self, worker: WorkerHandle, reply: Tuple[Any, ...], first: bool = True) -> None:
