@@ -70,13 +70,14 @@ class Channel:
     one wait queue serves both directions, so taking a message off it also wakes the other
     side if it is waiting for its next message. Every step reply the training process read
     woke its worker for nothing, and that wake-up took ~10% of the training process's CPU
-    (perf, 8 workers of a 2 ms environment on 2 vCPUs). A pipe wakes only its reader.
+    (perf, one worker stepping without a pause, 2 vCPUs). A pipe wakes only its reader.
 
     On POSIX a message is read and written straight on the pipes' descriptors, in
     `Connection`'s own framing (a 4-byte big-endian length first): `Connection.recv_bytes`
     gathers even a short message through an `io.BytesIO` and `send_bytes` checks its buffer
-    in several steps, together about an eighth of the training process's Python per step
-    reply there (py-spy). Elsewhere (Windows' named pipes) the connections do it."""
+    in several steps, together about a fifth of the training process's Python per step reply
+    (py-spy, 8 workers of a 2 ms environment). Elsewhere (Windows' named pipes) the
+    connections do it."""
 
     def __init__(self, reader: Connection, writer: Connection) -> None:
         self.reader, self.writer = reader, writer
@@ -216,7 +217,7 @@ def decode_steps(data: bytes, names: List[str]
     except struct.error:
         raise ValueError("a worker's step message is cut short") from None
     start = 1 + _LENGTH.size + length
-    header = bytes(data[1 + _LENGTH.size:start])  # bytes() keeps a bytearray's a key
+    header = bytes(data[1 + _LENGTH.size:start])  # a bytes key, even from a bytearray
     if len(header) < length:
         raise ValueError("a worker's step message is cut short (in its header)")
     try:
