@@ -333,23 +333,28 @@ class WorkerEnv(BaseEnv):
 
     def _gather(self, doing: str, every: bool = False) -> None:
         """Wait for the reply of every worker sent a reset or step (with `worker_sync: ready`
-        and not `every`: of at least one, taking the others that have answered by then); a
-        worker that died (or, in a step, did not answer in time) is restarted. Then assemble
-        the batches of the workers heard from."""
+        and not `every`: of at least one, taking the others that had answered when it was
+        seen: one look, so that a reply read first waits for no later one); a worker that
+        died (or, in a step, did not answer in time) is restarted. Then assemble the batches
+        of the workers heard from."""
         timeout = self.settings.timeout
         every = every or not self.settings.ready_only
+        looked = False
         while True:
             busy = [w for w in self._workers if w.busy_since is not None]
             if not busy:
                 break
             heard = any(w.fresh for w in self._workers)
             if heard and not every:
+                if looked:
+                    break
                 left: Optional[float] = 0.0  # take who has answered, wait for no one
             else:
                 since = min([w.busy_since or 0.0 for w in busy])
                 left = None if timeout is None else max(0.0,
                                                         since + timeout - time.monotonic())
             ready = self._readiness.ready(busy, left)
+            looked = looked or bool(ready)
             if heard and not every and not ready:
                 break
             now = time.monotonic()
