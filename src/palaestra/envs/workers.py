@@ -339,15 +339,15 @@ class WorkerEnv(BaseEnv):
         of the workers heard from."""
         timeout = self.settings.timeout
         every = every or not self.settings.ready_only
+        heard = any(w.fresh for w in self._workers)  # a step taken in, not yet handed out
         looked = False
         while True:
+            if heard and not every and looked:
+                break
             busy = [w for w in self._workers if w.busy_since is not None]
             if not busy:
                 break
-            heard = any(w.fresh for w in self._workers)
             if heard and not every:
-                if looked:
-                    break
                 left: Optional[float] = 0.0  # take who has answered, wait for no one
             else:
                 since = min([w.busy_since or 0.0 for w in busy])
@@ -366,12 +366,14 @@ class WorkerEnv(BaseEnv):
                         self._accept(worker, reply)
                     else:
                         self._restart(worker, worker.exit_text())
+                    heard = True  # its step, or its fresh copies' first one
                 elif timeout is not None and now - (worker.busy_since or now) >= timeout:
                     why = f"did not answer a {doing} within {timeout:g} s {TIMEOUT_TEXT}"
                     if doing == "reset":
                         raise EnvironmentTimeout(f"{worker.where} {why}: it hangs, or needs a "
                                                  "larger timeout")
                     self._restart(worker, why)
+                    heard = True
         self._assemble()
 
     def _accept(self, worker: WorkerHandle, reply: Tuple[Any, ...]) -> None:
