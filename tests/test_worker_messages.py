@@ -120,6 +120,8 @@ def test_a_channel_carries_messages_each_way_and_is_waited_on_by_its_reading_pip
         assert ours.recv_bytes() == b""
         theirs.writer.send_bytes(b"same framing")  # as multiprocessing's connections frame
         assert ours.recv_bytes() == b"same framing"
+        os.write(theirs.writer.fileno(), b"\xff\xff\xff\xff" + (5).to_bytes(8, "big") + b"12345")
+        assert ours.recv_bytes() == b"12345"  # the framing of a message over 2 GiB
         os.write(theirs.writer.fileno(), b"\0\0\0\x10cut")  # 16 bytes promised, 3 sent
         theirs.close()
         with pytest.raises(OSError, match="inside a message"):

@@ -11,7 +11,7 @@ import importlib
 import signal
 import time
 from multiprocessing.connection import Connection, wait
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from palaestra.envs import worker_messages as messages
 from palaestra.envs.base import BehaviorSpec, DecisionSteps, TerminalSteps
@@ -75,21 +75,19 @@ class WorkerHandle:
         lifeline.close()
 
     def send(self, message: Tuple[Any, ...]) -> None:
-        self.busy_since = time.monotonic()
-        try:
-            assert self.conn is not None
-            messages.send(self.conn, message)
-        except OSError:
-            pass  # it died: hearing back finds out (end of file, exit code)
+        self._send(messages.send, message)
 
     def send_step(self, rows: Dict[str, int]) -> None:
         """``send(("step", rows))``, the command of every step."""
+        self._send(messages.send_step_command, rows)
+
+    def _send(self, write: Callable[[messages.Channel, Any], None], what: Any) -> None:
         self.busy_since = time.monotonic()
         try:
             assert self.conn is not None
-            messages.send_step_command(self.conn, rows)
+            write(self.conn, what)
         except OSError:
-            pass  # as in `send`
+            pass  # it died: hearing back finds out (end of file, exit code)
 
     def reply(self, readable: bool = False) -> Optional[Tuple[Any, ...]]:
         """Its reply, once `wait` said its pipe (`readable`) or its exit is ready; None if it

@@ -37,6 +37,7 @@ from palaestra.envs.base import (DECISION_FIELDS, TERMINAL_FIELDS, DecisionSteps
 
 STEPS_TAG = b"S"  # a pickle (protocol 5) starts with b"\x80"
 _FRAME = struct.Struct("!i")  # a message's length, as `multiprocessing.connection` writes it
+_LONG_FRAME = struct.Struct("!Q")  # after a length of -1: the length of a longer message
 _LARGE = 0x7FFFFFFF  # longer messages are left to `Connection`'s own framing
 _COUNT = struct.Struct("<H")
 _LENGTH = struct.Struct("<I")
@@ -107,8 +108,10 @@ class Channel:
         if self._in is None or self.reader.closed:
             return self.reader.recv_bytes()  # closed (it raises) or not POSIX
         (size,) = _FRAME.unpack(_read_exactly(self._in, _FRAME.size, True))
-        if size < 0:  # over 2 GiB: `Connection` frames those itself
-            raise OSError("a message too large for a worker's pipe")
+        if size == -1:  # over 2 GiB, as `Connection` frames it: the length follows in 8 bytes
+            (size,) = _LONG_FRAME.unpack(_read_exactly(self._in, _LONG_FRAME.size, False))
+        elif size < 0:
+            raise OSError(f"a worker's pipe carried a message length of {size}")
         return _read_exactly(self._in, size, False)
 
     def poll(self, timeout: Optional[float] = 0.0) -> bool:
