@@ -118,18 +118,22 @@ class _Readiness:
         self.owners: Dict[int, Tuple[WorkerHandle, bool]] = {}  # fd: (worker, its pipe?)
         self.quiet: Set[WorkerHandle] = set()
 
+    @staticmethod
+    def _fds(worker: WorkerHandle) -> List[Tuple[int, bool]]:
+        """Its pipe's and its exit's descriptors, each with whether it is the pipe."""
+        return [(x if isinstance(x, int) else x.fileno(), x is worker.conn)
+                for x in worker.waitables]
+
     def add(self, worker: WorkerHandle) -> None:
         if self.poll is not None:
-            for x in worker.waitables:
-                fd = x if isinstance(x, int) else x.fileno()
+            for fd, pipe in self._fds(worker):
                 self.poll.register(fd, select.POLLIN)
-                self.owners[fd] = (worker, x is worker.conn)
+                self.owners[fd] = (worker, pipe)
 
     def remove(self, worker: WorkerHandle) -> None:
         """Before the worker's pipe is closed (a closed descriptor's number is reused)."""
         if self.poll is not None and worker not in self.quiet and worker.process is not None:
-            for x in worker.waitables:
-                fd = x if isinstance(x, int) else x.fileno()
+            for fd, _ in self._fds(worker):
                 self.poll.unregister(fd)
                 del self.owners[fd]
         self.quiet.discard(worker)
